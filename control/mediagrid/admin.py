@@ -1,0 +1,74 @@
+"""``mediagrid-admin``: schema create/upgrade and app (tenant) management."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+import pymysql
+
+from . import config, names, schema
+from .db import connect
+from .errors import APIError
+
+
+def _app_cmd(conf: dict, args: argparse.Namespace) -> int:
+    conn = connect(conf)
+    try:
+        with conn.cursor() as cur:
+            if args.action == "create":
+                names.check_app(args.name)
+                secret = args.secret or secrets.token_urlsafe(32)
+                cur.execute(
+                    "INSERT INTO apps (app, secret) VALUES (%s, %s)"
+                    " ON DUPLICATE KEY UPDATE secret = IF(%s, VALUES(secret), secret)",
+                    (args.name, secret, bool(args.secret)),
+                )
+                conn.commit()
+                cur.execute("SELECT secret FROM apps WHERE app = %s", (args.name,))
+                print(cur.fetchone()["secret"])
+            elif args.action == "list":
+                cur.execute("SELECT app, created FROM apps ORDER BY app")
+                for row in cur.fetchall():
+                    print(f"{row['app']}\t{row['created']}")
+            elif args.action == "delete":
+                cur.execute("DELETE FROM apps WHERE app = %s", (args.name,))
+                conn.commit()
+    finally:
+        conn.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mediagrid-admin", description=__doc__)
+    parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sch = sub.add_parser("schema", help="create or upgrade the MariaDB schema")
+    sch.add_argument("action", choices=["upgrade", "version"])
+    app = sub.add_parser("app", help="manage apps (tenants)")
+    app.add_argument("action", choices=["create", "list", "delete"])
+    app.add_argument("name", nargs="?")
+    app.add_argument("--secret", help="set this secret (default: keep or generate one)")
+    args = parser.parse_args(argv)
+    conf = config.load(path=args.config)
+    try:
+        if args.cmd == "schema":
+            if args.action == "upgrade":
+                done = schema.upgrade(conf)
+                print(
+                    f"schema at version {schema.LATEST}" + (f" (applied {done})" if done else " (no change)")
+                )
+            else:
+                print(schema.version(conf))
+            return 0
+        if args.action in ("create", "delete") and not args.name:
+            parser.error("app create/delete needs a name")
+        return _app_cmd(conf, args)
+    except (pymysql.MySQLError, APIError) as err:
+        print(f"mediagrid-admin: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Request authentication: apps (tenants) sign requests or carry a token; storage nodes
+prove the cluster secret; playback URLs carry an expiring signature.
+
+Every signature is base64url(HMAC-SHA256(secret, canonical text)) without padding.
+
+- Signed request headers: ``X-MG-App``, ``X-MG-Timestamp`` (unix seconds) and
+  ``X-MG-Signature`` over ``METHOD\\nPATH\\nSORTED-QUERY\\nTIMESTAMP\\nAPP``.
+- Bearer token (for curl and players): ``Authorization: Bearer mg1.<app>.<expires>.<sig>``
+  with the signature over ``token\\n<app>\\n<expires>``, or the same as ``?token=``.
+- Playback URL: ``?expires=<unix>&sig=<sig over file\\n<app>\\n<user>\\n<file_id>\\n<expires>>``.
+- Cluster requests (agents, shims): ``X-MG-Node`` + timestamp + signature with the
+  cluster secret, where the canonical text also carries the body's SHA-256.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlencode
+
+from flask import current_app, request
+
+from .errors import APIError
+
+TOKEN_PREFIX = "mg1"
+
+
+def sign(secret: str, text: str) -> str:
+    mac = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def _equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def canonical_query(items: Iterable[tuple[str, str]]) -> str:
+    return urlencode(sorted(items))
+
+
+def request_text(method: str, path: str, query: str, ts: str, principal: str, body: str = "") -> str:
+    return "\n".join((method.upper(), path, query, ts, principal, body))
+
+
+def signed_headers(
+    principal: str,
+    secret: str,
+    method: str,
+    path: str,
+    query: Mapping[str, object] | None = None,
+    body: bytes | None = None,
+    cluster: bool = False,
+) -> dict[str, str]:
+    """Headers that authenticate one request as an app or (cluster=True) a node."""
+    ts = str(int(time.time()))
+    q = canonical_query((k, str(v)) for k, v in (query or {}).items())
+    digest = hashlib.sha256(body).hexdigest() if cluster else ""
+    sig = sign(secret, request_text(method, path, q, ts, principal, digest))
+    who = "X-MG-Node" if cluster else "X-MG-App"
+    return {who: principal, "X-MG-Timestamp": ts, "X-MG-Signature": sig}
+
+
+def token_signature(secret: str, app: str, expires: int) -> str:
+    return sign(secret, f"token\n{app}\n{expires}")
+
+
+def make_token(app: str, secret: str, expires: int) -> str:
+    return f"{TOKEN_PREFIX}.{app}.{expires}.{token_signature(secret, app, expires)}"
+
+
+def file_signature(secret: str, app: str, user: str, file_id: str, expires: int) -> str:
+    return sign(secret, f"file\n{app}\n{user}\n{file_id}\n{expires}")
+
+
+class AppSecrets:
+    """App secrets read from MariaDB, cached per process for a few seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    def get(self, app: str) -> str | None:
+        ttl = float(current_app.config["APP_CACHE_TTL"])
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(app)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+        from .db import get_db
+
+        with get_db().cursor() as cur:
+            cur.execute("SELECT secret FROM apps WHERE app = %s", (app,))
+            row = cur.fetchone()
+        secret = row["secret"] if row else None
+        with self._lock:
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[app] = (now, secret)
+        return secret
+
+
+_secrets = AppSecrets()
+
+
+def _check_time(ts: str) -> None:
+    try:
+        when = int(ts)
+    except ValueError:
+        raise APIError(401, "bad_signature", "X-MG-Timestamp must be unix seconds") from None
+    skew = int(current_app.config["SIGNATURE_MAX_SKEW"])
+    if abs(time.time() - when) > skew:
+        raise APIError(401, "expired_signature", "request timestamp is outside the allowed skew")
+
+
+def _app_secret(app: str) -> str:
+    secret = _secrets.get(app)
+    if secret is None:
+        raise APIError(401, "unknown_app", f"unknown app {app!r}")
+    return secret
+
+
+def _from_token(token: str) -> str:
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != TOKEN_PREFIX:
+        raise APIError(401, "bad_token", "malformed token")
+    _, app, expires, sig = parts
+    try:
+        exp = int(expires)
+    except ValueError:
+        raise APIError(401, "bad_token", "malformed token expiry") from None
+    secret = _app_secret(app)
+    if not _equal(sig, token_signature(secret, app, exp)):
+        raise APIError(401, "bad_token", "token signature does not match")
+    if exp < time.time():
+        raise APIError(401, "expired_token", "token has expired")
+    return app
+
+
+def _query_without(*skip: str) -> str:
+    return canonical_query((k, v) for k, v in request.args.items(multi=True) if k not in skip)
+
+
+def authenticate_app(file_ref: tuple[str, str, str] | None = None) -> str:
+    """Return the app the current request proves to be, or raise 401.
+
+    ``file_ref`` = (app, user, file_id) also admits a playback-URL signature for that file.
+    """
+    header_app = request.headers.get("X-MG-App")
+    if header_app:
+        sig = request.headers.get("X-MG-Signature", "")
+        ts = request.headers.get("X-MG-Timestamp", "")
+        _check_time(ts)
+        secret = _app_secret(header_app)
+        text = request_text(request.method, request.path, _query_without(), ts, header_app)
+        if not _equal(sig, sign(secret, text)):
+            raise APIError(401, "bad_signature", "request signature does not match")
+        return header_app
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return _from_token(auth[len("Bearer ") :].strip())
+    if "token" in request.args:
+        return _from_token(request.args["token"])
+    if file_ref is not None and "sig" in request.args:
+        app, user, file_id = file_ref
+        try:
+            exp = int(request.args.get("expires", ""))
+        except ValueError:
+            raise APIError(401, "bad_signature", "expires must be unix seconds") from None
+        secret = _app_secret(app)
+        if not _equal(request.args["sig"], file_signature(secret, app, user, file_id, exp)):
+            raise APIError(401, "bad_signature", "URL signature does not match")
+        if exp < time.time():
+            raise APIError(401, "expired_signature", "URL has expired")
+        return app
+    raise APIError(401, "missing_credentials", "sign the request or send a token")
+
+
+def require_app(app: str, file_ref: tuple[str, str, str] | None = None) -> None:
+    """Authenticate and insist the caller is ``app``: tenants never see each other."""
+    who = authenticate_app(file_ref)
+    if who != app:
+        raise APIError(403, "forbidden", "credentials do not belong to this app")
+
+
+def authenticate_node() -> str:
+    """Verify a cluster-secret signature; return the node id that signed."""
+    node = request.headers.get("X-MG-Node", "")
+    if not node:
+        raise APIError(401, "missing_credentials", "cluster requests must be signed")
+    ts = request.headers.get("X-MG-Timestamp", "")
+    _check_time(ts)
+    secret = current_app.config["CLUSTER_SECRET"]
+    if not secret:
+        raise APIError(503, "not_configured", "this server has no cluster secret configured")
+    digest = hashlib.sha256(request.get_data(cache=True)).hexdigest()
+    text = request_text(request.method, request.path, _query_without(), ts, node, digest)
+    if not _equal(request.headers.get("X-MG-Signature", ""), sign(secret, text)):
+        raise APIError(401, "bad_cluster_signature", "cluster signature does not match")
+    return node
+
+
+def authenticate_any() -> str:
+    """Accept a node or an app (e.g. id requests from shims and from apps)."""
+    if request.headers.get("X-MG-Node"):
+        return "node:" + authenticate_node()
+    return authenticate_app()

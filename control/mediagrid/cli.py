@@ -1,0 +1,210 @@
+"""``mediagrid``: upload, download, rm, ls, url, cluster and token from the shell.
+
+Settings come from flags, then ``MEDIAGRID_URL`` / ``MEDIAGRID_APP`` / ``MEDIAGRID_SECRET``
+(and ``MEDIAGRID_URL_TTL``), then a TOML file: ``--config``, ``MEDIAGRID_CLIENT_CONFIG`` or
+``~/.config/mediagrid/client.toml`` with keys ``url``, ``app``, ``secret``, ``url_ttl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .client import Client, MediagridError
+
+DEFAULT_CONFIG = Path.home() / ".config" / "mediagrid" / "client.toml"
+
+
+def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    path = (
+        args.config
+        or env.get("MEDIAGRID_CLIENT_CONFIG")
+        or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else "")
+    )
+    conf: dict[str, Any] = {"url": "http://127.0.0.1", "app": "", "secret": "", "url_ttl": 86400}
+    if path:
+        with open(path, "rb") as fh:
+            conf.update(tomllib.load(fh))
+    for key in ("url", "app", "secret", "url_ttl"):
+        if env.get(f"MEDIAGRID_{key.upper()}"):
+            conf[key] = env[f"MEDIAGRID_{key.upper()}"]
+        if getattr(args, key, None):
+            conf[key] = getattr(args, key)
+    if not conf["app"] or not conf["secret"]:
+        raise SystemExit(
+            "mediagrid: set the app and its secret (--app/--secret, MEDIAGRID_APP/"
+            "MEDIAGRID_SECRET or a client.toml)"
+        )
+    return conf
+
+
+class Bar:
+    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled = label, enabled
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and done != total):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-6) / 1e6
+        if total:
+            filled = int(30 * done / total)
+            line = f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% {rate:7.1f} MB/s"
+        else:
+            line = f"{self.label} {done / 1e6:10.1f} MB {rate:7.1f} MB/s"
+        sys.stderr.write("\r" + line)
+        if total and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_upload(c: Client, a: argparse.Namespace) -> int:
+    bar = Bar(os.path.basename(a.file), a.progress or sys.stderr.isatty())
+    info = c.upload(a.file, a.user, a.id, a.overwrite, bar, a.content_type)
+    url = c.playback_url(a.user, info["file_id"], a.ttl)
+    if a.json:
+        _print({**info, "url": url})
+    else:
+        print(url)
+    return 0
+
+
+def cmd_download(c: Client, a: argparse.Namespace) -> int:
+    if a.output == "-":
+        c.download(a.user, a.file_id, sys.stdout.buffer)
+        return 0
+    out = Path(a.output or a.file_id)
+    part = out.with_name(out.name + ".part")
+    with open(part, "wb") as fh:
+        try:
+            info = c.download(a.user, a.file_id, fh, Bar(out.name, a.progress or sys.stderr.isatty()))
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    part.replace(out)
+    print(f"{out}\t{info['size']} bytes\tsha256 {info['sha256']}", file=sys.stderr)
+    return 0
+
+
+def cmd_rm(c: Client, a: argparse.Namespace) -> int:
+    for fid in a.file_id:
+        c.delete(a.user, fid)
+        print(f"deleted {fid}")
+    return 0
+
+
+def cmd_ls(c: Client, a: argparse.Namespace) -> int:
+    files = c.list(a.user)
+    if a.json:
+        _print(files)
+        return 0
+    for f in files:
+        print(f"{f['file_id']}\t{f['size']}\t{f['content_type']}\t{f['group']}\t{f['created']}")
+    return 0
+
+
+def cmd_url(c: Client, a: argparse.Namespace) -> int:
+    print(c.playback_url(a.user, a.file_id, a.ttl))
+    return 0
+
+
+def cmd_cluster(c: Client, a: argparse.Namespace) -> int:
+    state = c.groups()
+    if a.json:
+        _print(state)
+        return 0
+    print(f"{'GROUP':<8} {'NODE':<10} {'STATE':<8} {'FREE':>10} {'TOTAL':>10} {'LOAD':>5} {'AGE':>6}  URL")
+    for g in state["groups"]:
+        for m in g["members"]:
+            print(
+                f"{g['name']:<8} {m['node_id']:<10} {m['state']:<8} {m['free'] / 2**30:9.1f}G "
+                f"{m['total'] / 2**30:9.1f}G {m['load']:5.2f} {m['last_heartbeat_age']:5.1f}s  {m['url']}"
+            )
+        print(
+            f"{g['name']:<8} {'(group)':<10} {g['state']:<8} {g['free'] / 2**30:9.1f}G"
+            f" {'writable' if g['writable'] else 'read-only'}"
+        )
+    return 0
+
+
+def cmd_token(c: Client, a: argparse.Namespace) -> int:
+    print(c.token(a.ttl or 3600))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mediagrid", description="mediagrid client")
+    p.add_argument("--config", help="client TOML file")
+    p.add_argument("--url", help="cluster address (tracker VIP / front nginx)")
+    p.add_argument("--app", help="app (tenant) name")
+    p.add_argument("--secret", help="app secret")
+    p.add_argument("--url-ttl", dest="url_ttl", type=int, help="default playback URL lifetime, s")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name: str, func: Any, help_: str, user: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.set_defaults(func=func)
+        if user:
+            sp.add_argument("--user", "-u", required=True)
+        return sp
+
+    sp = add("upload", cmd_upload, "upload a file and print its playback URL")
+    sp.add_argument("file")
+    sp.add_argument("--id", help="file id (default: generated)")
+    sp.add_argument("--overwrite", action="store_true")
+    sp.add_argument("--content-type")
+    sp.add_argument("--ttl", type=int, help="playback URL lifetime, s")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--progress", action="store_true", help="show progress even when not a tty")
+    sp = add("download", cmd_download, "download a file")
+    sp.add_argument("file_id")
+    sp.add_argument("-o", "--output", help="output path, '-' for stdout")
+    sp.add_argument("--progress", action="store_true")
+    sp = add("rm", cmd_rm, "delete files")
+    sp.add_argument("file_id", nargs="+")
+    sp = add("ls", cmd_ls, "list a user's files")
+    sp.add_argument("--json", action="store_true")
+    sp = add("url", cmd_url, "print a signed playback URL")
+    sp.add_argument("file_id")
+    sp.add_argument("--ttl", type=int)
+    sp = add("cluster", cmd_cluster, "show groups and storage nodes", user=False)
+    sp.add_argument("--json", action="store_true")
+    sp = add("token", cmd_token, "print a bearer token for curl", user=False)
+    sp.add_argument("--ttl", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    conf = settings(args)
+    client = Client(conf["url"], conf["app"], conf["secret"], url_ttl=int(conf["url_ttl"]))
+    try:
+        return args.func(client, args)
+    except MediagridError as err:
+        print(f"mediagrid: {err}", file=sys.stderr)
+        return 1
+    except requests.RequestException as err:
+        print(f"mediagrid: cannot reach the cluster: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Python client of a mediagrid cluster: the library behind the ``mediagrid`` CLI.
+
+It asks the tracker (through the cluster address) for the user's group and storages,
+uploads to the best one and, when a storage fails, retries the next storage of the group.
+Downloads and playback go through the gateway with a signed URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import quote, unquote, urlencode
+
+import requests
+
+from .auth import file_signature, make_token, signed_headers
+
+Progress = Callable[[int, int | None], None]
+CHUNK = 1 << 20
+RETRY_STATUSES = {502, 503, 504}
+
+
+class MediagridError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message} (HTTP {status})")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _raise_for(resp: requests.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        err = resp.json()["error"]
+        raise MediagridError(resp.status_code, err["code"], err["message"])
+    except (ValueError, KeyError, TypeError):
+        raise MediagridError(resp.status_code, "http_error", resp.text[:200] or resp.reason) from None
+
+
+class _Body:
+    """A sized, re-iterable upload body: requests sends Content-Length and 1 MiB chunks."""
+
+    def __init__(self, fh: IO[bytes], size: int, progress: Progress | None) -> None:
+        self.fh, self.size, self.progress = fh, size, progress
+        self.start = fh.tell()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.fh.seek(self.start)
+        sent = 0
+        while True:
+            chunk = self.fh.read(CHUNK)
+            if not chunk:
+                break
+            sent += len(chunk)
+            if self.progress:
+                self.progress(sent, self.size)
+            yield chunk
+
+
+@dataclass
+class Client:
+    url: str
+    app: str
+    secret: str
+    timeout: float = 30.0
+    url_ttl: int = 86400
+
+    def __post_init__(self) -> None:
+        self.url = self.url.rstrip("/")
+        self.session = requests.Session()
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _headers(self, method: str, path: str, query: dict[str, Any] | None = None) -> dict[str, str]:
+        return signed_headers(self.app, self.secret, method, path, query)
+
+    def _call(
+        self, method: str, base: str, path: str, query: dict[str, Any] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        headers = {**self._headers(method, unquote(path), query), **kwargs.pop("headers", {})}
+        resp = self.session.request(
+            method,
+            base + path,
+            params=query,
+            headers=headers,
+            timeout=kwargs.pop("timeout", self.timeout),
+            **kwargs,
+        )
+        _raise_for(resp)
+        return resp
+
+    @staticmethod
+    def _seg(value: str) -> str:
+        return quote(value, safe="")
+
+    # -- cluster --------------------------------------------------------------------------
+    def storages(self, user: str) -> dict[str, Any]:
+        return self._call("GET", self.url, "/api/v1/storages", {"app": self.app, "user": user}).json()
+
+    def groups(self) -> dict[str, Any]:
+        return self._call("GET", self.url, "/api/v1/groups").json()
+
+    def ids(self, count: int = 1) -> list[int]:
+        return self._call("POST", self.url, "/api/v1/ids", {"count": count}).json()["ids"]
+
+    def token(self, ttl: int = 3600) -> str:
+        return make_token(self.app, self.secret, int(time.time()) + ttl)
+
+    # -- files ----------------------------------------------------------------------------
+    def upload(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        user: str,
+        file_id: str | None = None,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file; retries the next storage of the group when one fails."""
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as fh:
+                name = os.path.basename(os.fspath(source))
+                return self._upload(fh, name, user, file_id, overwrite, progress, content_type)
+        return self._upload(
+            source, getattr(source, "name", ""), user, file_id, overwrite, progress, content_type
+        )
+
+    def _upload(
+        self,
+        fh: IO[bytes],
+        name: str,
+        user: str,
+        file_id: str | None,
+        overwrite: bool,
+        progress: Progress | None,
+        content_type: str | None,
+    ) -> dict[str, Any]:
+        size = os.fstat(fh.fileno()).st_size - fh.tell()
+        body = _Body(fh, size, progress)
+        base_path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}"
+        query: dict[str, Any] = {}
+        if overwrite:
+            query["overwrite"] = "1"
+        if file_id is None:
+            method, path = "POST", base_path
+            if name:
+                query["filename"] = os.path.basename(str(name))
+        else:
+            method, path = "PUT", f"{base_path}/{self._seg(file_id)}"
+        headers = {"Content-Type": content_type or "application/octet-stream"}
+        errors: list[str] = []
+        for attempt in range(2):  # a second round re-asks the tracker for live storages
+            for storage in self.storages(user)["storages"]:
+                try:
+                    resp = self._call(
+                        method,
+                        storage["url"],
+                        path,
+                        query,
+                        data=body,
+                        headers=headers,
+                        timeout=(3, self.timeout),
+                    )
+                    return resp.json()
+                except requests.RequestException as err:
+                    errors.append(f"{storage['node_id']}: {err.__class__.__name__}")
+                except MediagridError as err:
+                    if err.status not in RETRY_STATUSES:
+                        raise
+                    errors.append(f"{storage['node_id']}: {err.code}")
+            if attempt == 0:
+                time.sleep(1)
+        raise MediagridError(503, "upload_failed", "every storage failed: " + "; ".join(errors))
+
+    def playback_url(self, user: str, file_id: str, ttl: int | None = None) -> str:
+        expires = int(time.time()) + (self.url_ttl if ttl is None else ttl)
+        sig = file_signature(self.secret, self.app, user, file_id, expires)
+        path = f"/files/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
+        return f"{self.url}{path}?{urlencode({'expires': expires, 'sig': sig})}"
+
+    def download(
+        self, user: str, file_id: str, dest: IO[bytes], progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Stream a file into ``dest``; verifies its SHA-256 when the server sends one."""
+        resp = self.session.get(self.playback_url(user, file_id, 600), stream=True, timeout=(3, self.timeout))
+        _raise_for(resp)
+        total = int(resp.headers.get("Content-Length", 0)) or None
+        sha, got = hashlib.sha256(), 0
+        for chunk in resp.iter_content(CHUNK):
+            dest.write(chunk)
+            sha.update(chunk)
+            got += len(chunk)
+            if progress:
+                progress(got, total)
+        expected = resp.headers.get("X-MG-SHA256")
+        if expected and expected != sha.hexdigest():
+            raise MediagridError(502, "checksum_mismatch", "downloaded bytes do not match")
+        return {
+            "size": got,
+            "sha256": sha.hexdigest(),
+            "content_type": resp.headers.get("Content-Type"),
+        }
+
+    def delete(self, user: str, file_id: str) -> dict[str, Any]:
+        path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
+        errors: list[str] = []
+        for storage in self.storages(user)["storages"]:
+            try:
+                return self._call("DELETE", storage["url"], path).json()
+            except requests.RequestException as err:
+                errors.append(f"{storage['node_id']}: {err.__class__.__name__}")
+            except MediagridError as err:
+                if err.status not in RETRY_STATUSES:
+                    raise
+                errors.append(f"{storage['node_id']}: {err.code}")
+        raise MediagridError(503, "delete_failed", "every storage failed: " + "; ".join(errors))
+
+    def list(self, user: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every file of the user, following pages."""
+        out: list[dict[str, Any]] = []
+        after = ""
+        path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}"
+        while True:
+            page = self._call("GET", self.url, path, {"after": after, "limit": limit}).json()["files"]
+            out.extend(page)
+            if len(page) < limit:
+                return out
+            after = page[-1]["file_id"]

@@ -1,0 +1,104 @@
+"""MariaDB access: one PyMySQL connection per worker thread, reused across requests.
+
+A request takes the thread's connection with :func:`get_db`; any database error drops it
+so the next request reconnects. Reuse matters: a fresh connection per lookup would cost
+more than the lookup itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+from flask import Flask, current_app, g
+
+_local = threading.local()
+
+
+def connect(conf: Mapping[str, Any], database: bool = True) -> pymysql.connections.Connection:
+    """Open a connection from a configuration mapping (``DB_*`` keys)."""
+    kwargs: dict[str, Any] = {
+        "user": conf["DB_USER"],
+        "password": conf["DB_PASSWORD"],
+        "charset": "utf8mb4",
+        "cursorclass": pymysql.cursors.DictCursor,
+        "connect_timeout": conf["DB_CONNECT_TIMEOUT"],
+        "read_timeout": 30,
+        "write_timeout": 30,
+        "autocommit": False,
+        "init_command": "SET time_zone = '+00:00'",
+    }
+    if database:
+        kwargs["database"] = conf["DB_NAME"]
+    if conf.get("DB_UNIX_SOCKET"):
+        kwargs["unix_socket"] = conf["DB_UNIX_SOCKET"]
+    else:
+        kwargs["host"] = conf["DB_HOST"]
+        kwargs["port"] = int(conf["DB_PORT"])
+    return pymysql.connect(**kwargs)
+
+
+def get_db() -> pymysql.connections.Connection:
+    """The current thread's connection, opened on first use."""
+    if "db" not in g:
+        conn = getattr(_local, "conn", None)
+        if conn is None or not conn.open:
+            conn = connect(current_app.config)
+            _local.conn = conn
+        g.db = conn
+    return g.db
+
+
+def discard() -> None:
+    """Forget this thread's connection (after an error) so the next use reconnects."""
+    conn = getattr(_local, "conn", None)
+    _local.conn = None
+    if conn is not None:
+        with suppress(Exception):
+            conn.close()
+
+
+def _teardown(exc: BaseException | None) -> None:
+    conn = g.pop("db", None)
+    if conn is None:
+        return
+    if exc is not None:
+        discard()
+        return
+    try:
+        conn.rollback()  # end any read transaction; writes commit explicitly
+    except pymysql.MySQLError:
+        discard()
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_appcontext(_teardown)
+
+    @app.errorhandler(pymysql.MySQLError)  # overrides the generic handler to also reset
+    def _db_error(err: pymysql.MySQLError):  # type: ignore[no-untyped-def]
+        from .errors import error_response
+
+        g.pop("db", None)
+        discard()
+        current_app.logger.warning("database unavailable: %s", err)
+        return error_response(503, "db_unavailable", "the metadata database is unavailable")
+
+
+@contextmanager
+def transaction() -> Iterator[pymysql.cursors.DictCursor]:
+    """A cursor inside a transaction that commits on success and rolls back on error."""
+    conn = get_db()
+    try:
+        with conn.cursor() as cur:
+            yield cur
+        conn.commit()
+    except BaseException:
+        try:
+            conn.rollback()
+        except pymysql.MySQLError:
+            discard()
+        raise

@@ -1,0 +1,30 @@
+"""Gateway: ``GET|HEAD /files/<app>/<user>/<file_id>`` for wget, curl and players.
+
+It only resolves and authorises; nginx sends the bytes from the front node's mounts of the
+group volumes (Range, HEAD, mp4 ``?start=``) after the X-Accel-Redirect answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app
+from flask.typing import ResponseReturnValue
+
+from . import auth, files, names
+from .web import create_service
+
+bp = Blueprint("gateway", __name__)
+
+
+@bp.route("/files/<app>/<user>/<file_id>", methods=["GET", "HEAD"])
+def playback(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    names.check_app(app)
+    names.check_user(user)
+    names.check_file_id(file_id, int(current_app.config["MAX_FILE_ID_LENGTH"]))
+    auth.require_app(app, (app, user, file_id))
+    return files.accel_response(files.get(app, user, file_id))
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    return create_service("gateway", [bp], test_config)

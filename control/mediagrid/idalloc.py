@@ -1,0 +1,103 @@
+"""Unique 63-bit ids from segments reserved in MariaDB.
+
+A reservation is one transactional ``UPDATE id_segments SET max_id = max_id + step``, so
+every id server, worker and restart gets a disjoint range. Each process hands ids out of
+its current segment from memory and reserves the next one in the background before the
+current one runs dry, so a batch request almost never waits on the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .db import connect
+
+log = logging.getLogger(__name__)
+MAX_ID = 2**63 - 1
+
+
+def reserve_segment(conf: Mapping[str, Any], name: str, step: int) -> tuple[int, int]:
+    """Reserve ids ``lo..hi`` (inclusive) for ``name``; the segment row is made on first use."""
+    conn = connect(conf)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT IGNORE INTO id_segments (name, max_id, step) VALUES (%s, 0, %s)",
+                (name, step),
+            )
+            cur.execute(
+                "UPDATE id_segments SET max_id = LAST_INSERT_ID(max_id + step) WHERE name = %s",
+                (name,),
+            )
+            cur.execute("SELECT LAST_INSERT_ID() AS hi, step FROM id_segments WHERE name = %s", (name,))
+            row = cur.fetchone()
+        conn.commit()
+    finally:
+        conn.close()
+    hi, seg_step = int(row["hi"]), int(row["step"])
+    if hi > MAX_ID:
+        raise RuntimeError(f"id space of segment {name!r} is exhausted")
+    return hi - seg_step + 1, hi
+
+
+class SegmentAllocator:
+    """Hands out ids from reserved segments; thread-safe; prefetches the next segment."""
+
+    def __init__(self, reserve: Callable[[], tuple[int, int]], low_water: float = 0.25) -> None:
+        self._reserve = reserve
+        self._low_water = low_water
+        self._lock = threading.Lock()
+        self._segments: deque[list[int]] = deque()  # [next, hi] pairs
+        self._remaining = 0
+        self._last_size = 0
+        self._prefetching = False
+
+    def _add(self, lo: int, hi: int) -> None:
+        self._segments.append([lo, hi])
+        self._remaining += hi - lo + 1
+        self._last_size = hi - lo + 1
+
+    def _prefetch(self) -> None:
+        try:
+            lo, hi = self._reserve()
+        except Exception:
+            log.warning("background segment reservation failed", exc_info=True)
+            with self._lock:
+                self._prefetching = False
+            return
+        with self._lock:
+            self._add(lo, hi)
+            self._prefetching = False
+
+    def take(self, count: int) -> list[int]:
+        """Return ``count`` fresh ids in ascending order."""
+        out: list[int] = []
+        while len(out) < count:
+            with self._lock:
+                while self._segments and len(out) < count:
+                    seg = self._segments[0]
+                    n = min(count - len(out), seg[1] - seg[0] + 1)
+                    out.extend(range(seg[0], seg[0] + n))
+                    seg[0] += n
+                    self._remaining -= n
+                    if seg[0] > seg[1]:
+                        self._segments.popleft()
+                need_more = len(out) < count
+                start_prefetch = (
+                    not need_more
+                    and not self._prefetching
+                    and self._remaining < self._last_size * self._low_water
+                )
+                if start_prefetch:
+                    self._prefetching = True
+            if start_prefetch:
+                threading.Thread(target=self._prefetch, daemon=True).start()
+            if need_more:
+                lo, hi = self._reserve()  # inline: nothing left in memory
+                with self._lock:
+                    self._add(lo, hi)
+        return out

@@ -1,0 +1,190 @@
+"""The tracker's table of storage servers, kept in a small SQLite file per tracker.
+
+Every storage agent heartbeats to every tracker, so each tracker owns its own view and
+needs no database to know who is alive. SQLite (WAL, on local disk or tmpfs) lets all of
+a tracker's gunicorn workers share that view; each worker reads it through a snapshot
+cached for a fraction of a second, so lookups cost no I/O.
+
+States are derived at read time: OFFLINE when the last heartbeat is older than
+``offline_after``; SYNCING while the node reports pending heals (it is kept out of the
+upload list but its group's files stay readable); otherwise ACTIVE.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACTIVE, SYNCING, OFFLINE = "ACTIVE", "SYNCING", "OFFLINE"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY,
+    grp TEXT NOT NULL,
+    url TEXT NOT NULL,
+    free INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    reserve INTEGER NOT NULL,
+    load REAL NOT NULL,
+    heal_pending INTEGER NOT NULL,
+    joined REAL NOT NULL,
+    last_seen REAL NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    group: str
+    url: str
+    free: int
+    total: int
+    reserve: int
+    load: float
+    heal_pending: int
+    joined: float
+    last_seen: float
+    state: str
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "url": self.url,
+            "state": self.state,
+            "free": self.free,
+            "total": self.total,
+            "reserve": self.reserve,
+            "load": self.load,
+            "heal_pending": self.heal_pending,
+            "last_heartbeat_age": round(max(0.0, now - self.last_seen), 3),
+        }
+
+
+@dataclass
+class Group:
+    name: str
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def active(self) -> list[Node]:
+        """ACTIVE members, best first: least loaded, then most free space."""
+        return sorted((n for n in self.nodes if n.state == ACTIVE), key=lambda n: (n.load, -n.free))
+
+    @property
+    def free(self) -> int:
+        """Usable bytes of a replicated group: the smallest ACTIVE member's free minus reserve."""
+        act = self.active
+        return min(n.free - n.reserve for n in act) if act else 0
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.active) and self.free > 0
+
+    def public(self, now: float) -> dict[str, Any]:
+        act = self.active
+        state = "ok" if len(act) == len(self.nodes) else ("degraded" if act else "down")
+        return {
+            "name": self.name,
+            "state": state,
+            "writable": self.writable,
+            "free": self.free,
+            "total": min((n.total for n in act), default=0),
+            "members": [n.public(now) for n in sorted(self.nodes, key=lambda n: n.node_id)],
+        }
+
+
+class NodeTable:
+    def __init__(self, path: str, offline_after: float, snapshot_ttl: float) -> None:
+        self.path = path
+        self.offline_after = offline_after
+        self.snapshot_ttl = snapshot_ttl
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._snap: tuple[float, list[Node]] = (0.0, [])
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def known(self, node_id: str) -> bool:
+        cur = self._conn().execute("SELECT 1 FROM nodes WHERE node_id = ?", (node_id,))
+        return cur.fetchone() is not None
+
+    def record(self, report: dict[str, Any], join: bool) -> None:
+        """Store a join or heartbeat report (fields validated by the caller)."""
+        now = time.time()
+        values = (
+            report["node_id"],
+            report["group"],
+            report["url"],
+            int(report["free"]),
+            int(report["total"]),
+            int(report["reserve"]),
+            float(report["load"]),
+            int(report["heal_pending"]),
+            now,
+            now,
+        )
+        if join:
+            self._conn().execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        else:
+            self._conn().execute(
+                "UPDATE nodes SET grp=?, url=?, free=?, total=?, reserve=?, load=?,"
+                " heal_pending=?, last_seen=? WHERE node_id=?",
+                (*values[1:8], now, values[0]),
+            )
+        with self._lock:
+            self._snap = (0.0, [])  # this worker sees its own write at once
+
+    def remove(self, node_id: str) -> bool:
+        cur = self._conn().execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+        with self._lock:
+            self._snap = (0.0, [])
+        return cur.rowcount > 0
+
+    def nodes(self) -> list[Node]:
+        now = time.monotonic()
+        with self._lock:
+            taken, snap = self._snap
+            if snap and now - taken < self.snapshot_ttl:
+                return snap
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT node_id, grp, url, free, total, reserve, load, heal_pending, joined,"
+                " last_seen FROM nodes ORDER BY node_id"
+            )
+            .fetchall()
+        )
+        wall = time.time()
+        result = []
+        for r in rows:
+            if wall - r[9] > self.offline_after:
+                state = OFFLINE
+            elif r[7] > 0:
+                state = SYNCING
+            else:
+                state = ACTIVE
+            result.append(Node(*r, state=state))
+        with self._lock:
+            self._snap = (now, result)
+        return result
+
+    def groups(self) -> dict[str, Group]:
+        out: dict[str, Group] = {}
+        for node in self.nodes():
+            out.setdefault(node.group, Group(node.group)).nodes.append(node)
+        return out

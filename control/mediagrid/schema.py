@@ -1,0 +1,104 @@
+"""The MariaDB schema, owned by the package: ordered migrations and the command that
+applies the missing ones (idempotent, safe to run from several hosts: each step runs
+under a named lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .db import connect
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "apps, routes, files (partitioned by user), id segments",
+        [
+            """CREATE TABLE IF NOT EXISTS apps (
+                app VARCHAR(64) NOT NULL PRIMARY KEY,
+                secret VARCHAR(128) NOT NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+            ) ENGINE=InnoDB""",
+            """CREATE TABLE IF NOT EXISTS routes (
+                app VARCHAR(64) NOT NULL,
+                user VARCHAR(128) NOT NULL,
+                grp VARCHAR(32) NOT NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                PRIMARY KEY (app, user),
+                KEY routes_grp (grp)
+            ) ENGINE=InnoDB""",
+            """CREATE TABLE IF NOT EXISTS files (
+                app VARCHAR(64) NOT NULL,
+                user VARCHAR(128) NOT NULL,
+                file_id VARCHAR(200) NOT NULL,
+                sid BIGINT UNSIGNED NOT NULL,
+                grp VARCHAR(32) NOT NULL,
+                path VARCHAR(255) NOT NULL,
+                size BIGINT UNSIGNED NOT NULL,
+                sha256 CHAR(64) NOT NULL,
+                content_type VARCHAR(127) NOT NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                PRIMARY KEY (app, user, file_id)
+            ) ENGINE=InnoDB
+            PARTITION BY KEY (user) PARTITIONS 16""",
+            """CREATE TABLE IF NOT EXISTS id_segments (
+                name VARCHAR(64) NOT NULL PRIMARY KEY,
+                max_id BIGINT UNSIGNED NOT NULL,
+                step INT UNSIGNED NOT NULL
+            ) ENGINE=InnoDB""",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(cur: Any) -> int:
+    cur.execute(
+        """CREATE TABLE IF NOT EXISTS schema_version (
+            version INT NOT NULL PRIMARY KEY,
+            description VARCHAR(255) NOT NULL,
+            applied TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+        ) ENGINE=InnoDB"""
+    )
+    cur.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+    return int(cur.fetchone()["v"])
+
+
+def upgrade(conf: Mapping[str, Any]) -> list[int]:
+    """Apply missing migrations; return the versions applied (empty when up to date)."""
+    conn = connect(conf)
+    applied: list[int] = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK('mediagrid_schema', 30) AS ok")
+            if not cur.fetchone()["ok"]:
+                raise RuntimeError("could not take the schema lock")
+            try:
+                have = current_version(cur)
+                for version, description, statements in MIGRATIONS:
+                    if version <= have:
+                        continue
+                    for sql in statements:
+                        cur.execute(sql)
+                    cur.execute(
+                        "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                        (version, description),
+                    )
+                    conn.commit()
+                    applied.append(version)
+            finally:
+                cur.execute("SELECT RELEASE_LOCK('mediagrid_schema')")
+    finally:
+        conn.close()
+    return applied
+
+
+def version(conf: Mapping[str, Any]) -> int:
+    conn = connect(conf)
+    try:
+        with conn.cursor() as cur:
+            return current_version(cur)
+    finally:
+        conn.close()

@@ -1,0 +1,315 @@
+"""Storage shim: atomic uploads into the group volume, downloads via nginx, deletes.
+
+An upload streams into a temporary file on the group's volume (hashing and counting as it
+goes), is fsynced, renamed to the path derived from a fresh storage id, and only then
+recorded in MariaDB. Any failure before the commit removes the file, so an upload is
+either complete and recorded or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import pymysql
+from flask import Blueprint, Flask, Request, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import ClientDisconnected
+
+from . import auth, files, names
+from .db import get_db, transaction
+from .errors import APIError
+from .idclient import IdClient
+from .web import create_service
+
+bp = Blueprint("storage", __name__)
+TMP_DIR = ".tmp"
+_GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
+
+
+def _data_dir() -> Path:
+    return Path(current_app.config["DATA_DIR"])
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+class Spool:
+    """A temporary file on the group volume that hashes and counts what is written."""
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        self.path = Path(name)
+        self.file: IO[bytes] = os.fdopen(fd, "wb")
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.limit = limit  # bytes the volume may take before hitting the reserve
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise APIError(507, "insufficient_storage", "the group is at its space reserve")
+        self.sha.update(data)
+        try:
+            self.file.write(data)
+        except OSError as err:
+            raise APIError(507, "insufficient_storage", f"write failed: {err.strerror}") from err
+        return len(data)
+
+    # werkzeug's multipart parser treats its target as a file object
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.tell()
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def commit(self, final: Path) -> None:
+        """fsync, then rename into place: the file appears whole or not at all."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.path, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class ShimRequest(Request):
+    """Spools multipart file parts straight onto the group volume, not into /tmp."""
+
+    def _get_file_stream(  # type: ignore[override]
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:
+        spool = _new_spool(total_content_length)
+        self.environ.setdefault("mediagrid.spools", []).append(spool)
+        return spool
+
+
+def _new_spool(expected: int | None) -> Spool:
+    root = _data_dir()
+    room = free_bytes(root) - int(current_app.config["RESERVE_BYTES"])
+    if room <= 0 or (expected is not None and expected > room):
+        raise APIError(507, "insufficient_storage", "the group is at its space reserve")
+    return Spool(root / TMP_DIR, room)
+
+
+def _content_type(declared: str | None, *names_: str) -> str:
+    declared = (declared or "").split(";")[0].strip().lower()
+    if declared not in _GENERIC_TYPES and "/" in declared and not declared.startswith("multipart/"):
+        return declared[:127]
+    for name in names_:
+        guess = mimetypes.guess_type(name)[0] if name else None
+        if guess:
+            return guess
+    return "application/octet-stream"
+
+
+def _stream_body(spool: Spool) -> None:
+    chunk = int(current_app.config["UPLOAD_CHUNK"])
+    stream = request.stream
+    try:
+        while True:
+            data = stream.read(chunk)
+            if not data:
+                break
+            spool.write(data)
+    except ClientDisconnected:
+        raise APIError(400, "incomplete_body", "the client sent less than Content-Length") from None
+    except OSError as err:  # connection reset mid-body
+        raise APIError(400, "incomplete_body", f"reading the body failed: {err}") from None
+    expected = request.content_length
+    if expected is not None and spool.size != expected:
+        raise APIError(400, "incomplete_body", "the client sent less than Content-Length")
+
+
+def _exists(app: str, user: str, file_id: str) -> bool:
+    with get_db().cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM files WHERE app = %s AND user = %s AND file_id = %s",
+            (app, user, file_id),
+        )
+        return cur.fetchone() is not None
+
+
+def _record(
+    app: str, user: str, file_id: str, sid: int, rel: str, spool: Spool, ctype: str, overwrite: bool
+) -> str | None:
+    """Insert the row; on overwrite replace it. Returns the replaced file's path if any."""
+    group = current_app.config["GROUP"]
+    values = (app, user, file_id, sid, group, rel, spool.size, spool.sha.hexdigest(), ctype)
+    with transaction() as cur:
+        old = None
+        if overwrite:
+            cur.execute(
+                "SELECT grp, path FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
+                (app, user, file_id),
+            )
+            old = cur.fetchone()
+            if old is not None and old["grp"] != group:
+                raise APIError(409, "wrong_group", "the existing file lives in another group")
+            cur.execute(
+                "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s",
+                (app, user, file_id),
+            )
+        try:
+            cur.execute(
+                "INSERT INTO files (app, user, file_id, sid, grp, path, size, sha256,"
+                " content_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                values,
+            )
+        except pymysql.err.IntegrityError:
+            raise APIError(409, "file_exists", "a file with this id exists") from None
+    return old["path"] if old else None
+
+
+def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
+    names.check_app(app)
+    names.check_user(user)
+    auth.require_app(app)
+    overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
+    max_len = int(current_app.config["MAX_FILE_ID_LENGTH"])
+    if file_id is None and request.args.get("file_id"):
+        file_id = request.args["file_id"]
+    if file_id is not None:
+        names.check_file_id(file_id, max_len)
+        if not overwrite and _exists(app, user, file_id):
+            raise APIError(409, "file_exists", "a file with this id exists; pass overwrite=1")
+    ids: IdClient = current_app.extensions["mediagrid_idclient"]
+    sid = ids.take()
+    filename = request.args.get("filename", "")
+    multipart = request.mimetype == "multipart/form-data"
+    spool: Spool | None = None
+    try:
+        if multipart:
+            upload = request.files.get("file")
+            for extra in request.environ.get("mediagrid.spools", []):
+                if upload is None or extra is not upload.stream:
+                    extra.discard()
+            if upload is None:
+                raise APIError(400, "missing_file", "multipart upload needs a 'file' part")
+            spool = upload.stream  # type: ignore[assignment]
+            assert isinstance(spool, Spool)
+            filename = filename or upload.filename or ""
+            declared = upload.mimetype
+            if file_id is None and request.form.get("file_id"):
+                file_id = names.check_file_id(request.form["file_id"], max_len)
+                if not overwrite and _exists(app, user, file_id):
+                    raise APIError(409, "file_exists", "a file with this id exists")
+        else:
+            spool = _new_spool(request.content_length)
+            _stream_body(spool)
+            declared = request.headers.get("Content-Type")
+        if file_id is None:
+            file_id = f"{sid:016x}"
+        ext = names.extension(file_id) or names.extension(filename)
+        ctype = _content_type(declared, file_id, filename)
+        if not ext and ctype != "application/octet-stream":
+            ext = mimetypes.guess_extension(ctype) or ""
+        rel = names.storage_path(sid, ext)
+        final = _data_dir() / rel
+        spool.commit(final)
+    except BaseException:
+        if spool is not None:
+            spool.discard()
+        for extra in request.environ.get("mediagrid.spools", []):
+            extra.discard()
+        raise
+    try:
+        replaced = _record(app, user, file_id, sid, rel, spool, ctype, overwrite)
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    if replaced:
+        (_data_dir() / replaced).unlink(missing_ok=True)
+    body = {
+        "app": app,
+        "user": user,
+        "file_id": file_id,
+        "group": current_app.config["GROUP"],
+        "node_id": current_app.config["NODE_ID"],
+        "size": spool.size,
+        "sha256": spool.sha.hexdigest(),
+        "content_type": ctype,
+        "path": f"/files/{app}/{user}/{file_id}",
+        "replaced": replaced is not None,
+    }
+    return jsonify(body), 201
+
+
+@bp.put("/api/v1/files/<app>/<user>/<file_id>")
+def put_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    return _upload(app, user, file_id)
+
+
+@bp.post("/api/v1/files/<app>/<user>")
+def post_file(app: str, user: str) -> ResponseReturnValue:
+    return _upload(app, user, None)
+
+
+def _own(app: str, user: str, file_id: str) -> dict[str, Any]:
+    names.check_app(app)
+    names.check_user(user)
+    names.check_file_id(file_id, int(current_app.config["MAX_FILE_ID_LENGTH"]))
+    auth.require_app(app, (app, user, file_id))
+    row = files.get(app, user, file_id)
+    if row["grp"] != current_app.config["GROUP"]:
+        raise APIError(421, "wrong_group", f"the file lives in group {row['grp']}")
+    return row
+
+
+@bp.route("/api/v1/files/<app>/<user>/<file_id>", methods=["GET", "HEAD"])
+def get_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    return files.accel_response(_own(app, user, file_id))
+
+
+@bp.delete("/api/v1/files/<app>/<user>/<file_id>")
+def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    row = _own(app, user, file_id)
+    with transaction() as cur:
+        cur.execute(
+            "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s AND sid = %s",
+            (app, user, file_id, row["sid"]),
+        )
+        if cur.rowcount != 1:
+            raise APIError(404, "file_not_found", "no such file")
+    (_data_dir() / row["path"]).unlink(missing_ok=True)
+    return jsonify(deleted=True, **files.describe(row, app, user))
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = create_service("storage", [bp], test_config)
+    app.request_class = ShimRequest
+    conf = app.config
+    for key in ("GROUP", "NODE_ID", "DATA_DIR"):
+        if not conf[key]:
+            raise RuntimeError(f"storage shim needs MEDIAGRID_{key}")
+    names.check_group(conf["GROUP"])
+    app.extensions["mediagrid_idclient"] = IdClient(
+        list(conf["ID_SERVICE_URLS"]),
+        conf["NODE_ID"],
+        conf["CLUSTER_SECRET"],
+        int(conf["ID_PREFETCH"]),
+    )
+    return app

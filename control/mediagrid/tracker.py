@@ -1,0 +1,152 @@
+"""Tracker: storage join/heartbeat, group lookup for (app, user), cluster state, listings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from . import auth, names
+from .db import get_db
+from .errors import APIError
+from .nodes import NodeTable
+from .openapi import SPEC
+from .routes import RouteCache, group_for
+from .web import create_service
+
+bp = Blueprint("tracker", __name__)
+
+_REPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "node_id": str,
+    "group": str,
+    "url": str,
+    "free": int,
+    "total": int,
+    "reserve": int,
+    "load": (int, float),
+    "heal_pending": int,
+}
+
+
+def _table() -> NodeTable:
+    return current_app.extensions["mediagrid_nodes"]
+
+
+def _report() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid_json", "body must be a JSON object")
+    for key, kind in _REPORT_FIELDS.items():
+        value = body.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise APIError(400, "invalid_report", f"field {key!r} is missing or of the wrong type")
+    names.check_group(body["group"])
+    if not body["url"].startswith(("http://", "https://")):
+        raise APIError(400, "invalid_report", "url must be an http(s) URL")
+    return body
+
+
+def _node_report() -> dict[str, Any]:
+    node = auth.authenticate_node()
+    report = _report()
+    if report["node_id"] != node:
+        raise APIError(403, "forbidden", "a node may only report for itself")
+    return report
+
+
+@bp.post("/api/v1/cluster/join")
+def join() -> ResponseReturnValue:
+    report = _node_report()
+    _table().record(report, join=True)
+    current_app.logger.info("node %s joined group %s", report["node_id"], report["group"])
+    return jsonify(status="joined", heartbeat_interval=current_app.config["HEARTBEAT_INTERVAL"])
+
+
+@bp.post("/api/v1/cluster/heartbeat")
+def heartbeat() -> ResponseReturnValue:
+    report = _node_report()
+    table = _table()
+    if not table.known(report["node_id"]):
+        raise APIError(404, "unknown_node", "join before sending heartbeats")
+    table.record(report, join=False)
+    return jsonify(status="ok")
+
+
+@bp.get("/api/v1/storages")
+def storages() -> ResponseReturnValue:
+    app = names.check_app(request.args.get("app", ""))
+    user = names.check_user(request.args.get("user", ""))
+    auth.require_app(app)
+    groups = _table().groups()
+    group = group_for(app, user, list(groups.values()), current_app.extensions["mediagrid_routes"])
+    members = groups.get(group)
+    active = members.active if members else []
+    if not active:
+        raise APIError(503, "no_active_storage", f"group {group} has no ACTIVE storage server")
+    return jsonify(
+        app=app,
+        user=user,
+        group=group,
+        storages=[{"node_id": n.node_id, "url": n.url, "free": n.free, "load": n.load} for n in active],
+    )
+
+
+@bp.get("/api/v1/groups")
+def groups() -> ResponseReturnValue:
+    auth.authenticate_any()
+    now = time.time()
+    table = _table()
+    return jsonify(
+        offline_after=table.offline_after,
+        groups=[g.public(now) for _, g in sorted(table.groups().items())],
+    )
+
+
+@bp.get("/api/v1/files/<app>/<user>")
+def list_files(app: str, user: str) -> ResponseReturnValue:
+    names.check_app(app)
+    names.check_user(user)
+    auth.require_app(app)
+    limit_raw = request.args.get("limit", "1000")
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 10000:
+        raise APIError(400, "invalid_limit", "limit must be an integer from 1 to 10000")
+    after = request.args.get("after", "")
+    with get_db().cursor() as cur:
+        cur.execute(
+            "SELECT file_id, grp, size, sha256, content_type, created FROM files"
+            " WHERE app = %s AND user = %s AND file_id > %s ORDER BY file_id LIMIT %s",
+            (app, user, after, int(limit_raw)),
+        )
+        rows = cur.fetchall()
+    files = [
+        {
+            "file_id": r["file_id"],
+            "group": r["grp"],
+            "size": r["size"],
+            "sha256": r["sha256"],
+            "content_type": r["content_type"],
+            "created": r["created"].isoformat() + "Z",
+        }
+        for r in rows
+    ]
+    return jsonify(app=app, user=user, files=files)
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> ResponseReturnValue:
+    return jsonify(SPEC)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = create_service("tracker", [bp], test_config)
+    conf = app.config
+    path = conf["TRACKER_STATE_PATH"] or os.path.join(tempfile.gettempdir(), "mediagrid-tracker.sqlite")
+    app.extensions["mediagrid_nodes"] = NodeTable(
+        path, float(conf["OFFLINE_AFTER"]), float(conf["TRACKER_SNAPSHOT_TTL"])
+    )
+    app.extensions["mediagrid_routes"] = RouteCache(int(conf["ROUTE_CACHE_SIZE"]))
+    return app

@@ -1,0 +1,59 @@
+"""The application factory every mediagrid service is built with.
+
+Configuration comes from :mod:`mediagrid.config` (defaults, file, ``MEDIAGRID_*`` env), then
+``test_config``; JSON error handlers, the database teardown and ``/api/v1/health`` are the
+same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import pymysql
+from flask import Blueprint, Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from . import __version__, config, db
+from .errors import register_error_handlers
+
+
+def _health_blueprint(service: str) -> Blueprint:
+    bp = Blueprint(f"health_{service}", __name__)
+
+    @bp.get("/api/v1/health")
+    def health() -> ResponseReturnValue:
+        body: dict[str, Any] = {"service": service, "version": __version__, "status": "ok"}
+        try:
+            with db.get_db().cursor() as cur:
+                cur.execute("SELECT 1")
+            body["db"] = "ok"
+        except pymysql.MySQLError:
+            db.discard()
+            body["db"] = "unavailable"
+            if request.args.get("strict"):
+                body["status"] = "degraded"
+                return jsonify(body), 503
+        return jsonify(body)
+
+    return bp
+
+
+def create_service(
+    service: str, blueprints: Iterable[Blueprint], test_config: dict[str, Any] | None = None
+) -> Flask:
+    app = Flask(f"mediagrid.{service}")
+    app.config.update(config.load())
+    if test_config:
+        app.config.update(test_config)
+    app.config["SERVICE"] = service
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if not app.debug:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    register_error_handlers(app)
+    db.init_app(app)
+    app.register_blueprint(_health_blueprint(service))
+    for bp in blueprints:
+        app.register_blueprint(bp)
+    return app
