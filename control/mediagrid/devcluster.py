@@ -30,6 +30,16 @@ from .db import connect
 
 GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
 APP = "demo"
+# Errors nginx answers itself, rendered as the project's JSON errors.
+JSON_ERROR_PAGES = [
+    (400, "bad_request", "malformed request"),
+    (413, "payload_too_large", "request body too large"),
+    (414, "uri_too_long", "request URI too long"),
+    (494, "headers_too_large", "request headers too large"),
+    (502, "upstream_unavailable", "the service behind this node is not answering"),
+    (503, "unavailable", "service unavailable"),
+    (504, "upstream_timeout", "the service behind this node timed out"),
+]
 
 
 def port_free(port: int) -> bool:
@@ -326,6 +336,7 @@ class DevCluster:
             accel_prefix=config.DEFAULTS["ACCEL_PREFIX"],
             groups_root=self.root / "groups",
             storages=list(self.storage_nodes.values()),
+            json_error_pages=JSON_ERROR_PAGES,
         )
         path = self.root / "nginx" / "nginx.conf"
         path.write_text(text)
@@ -360,6 +371,18 @@ class DevCluster:
         except subprocess.TimeoutExpired:
             os.killpg(svc.proc.pid, signal.SIGKILL)
             svc.proc.wait(5)
+
+    def reconfigure(self, name: str, extra: dict[str, Any]) -> None:
+        """Restart a gunicorn service with settings added to its configuration file."""
+        svc = self.services[name]
+        path = Path(svc.env["MEDIAGRID_CONFIG"])
+        import tomllib
+
+        conf = tomllib.loads(path.read_text())
+        conf.update(extra)
+        path.write_text(_toml(conf))
+        self.stop_service(name)
+        self.start_service(name)
 
     def node_services(self, node: str) -> list[str]:
         return [f"shim-{node}", f"agent-{node}"]

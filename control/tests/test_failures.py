@@ -1,0 +1,164 @@
+"""Failures on loopback: a stopped storage, MariaDB down, the id service down."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from mediagrid.auth import signed_headers
+from mediagrid.client import Client, MediagridError
+from mediagrid.devcluster import DevCluster
+
+from .test_bad_input import _err, _leftovers, _rows
+
+pytestmark = pytest.mark.integration
+
+
+def _states(client: Client) -> dict[str, str]:
+    return {m["node_id"]: m["state"] for g in client.groups()["groups"] for m in g["members"]}
+
+
+def _states_on(cluster: DevCluster, tracker: int) -> dict[str, str]:
+    path = "/api/v1/groups"
+    resp = requests.get(
+        cluster.tracker_url(tracker) + path,
+        timeout=5,
+        headers=signed_headers("demo", cluster.app_secret, "GET", path),
+    )
+    return {m["node_id"]: m["state"] for g in resp.json()["groups"] for m in g["members"]}
+
+
+def test_stopped_storage_goes_offline_and_peer_takes_uploads(
+    cluster: DevCluster, client: Client, tmp_path: Path
+) -> None:
+    info = client.storages("liz")
+    group, first = info["group"], info["storages"][0]["node_id"]
+    peer = next(s["node_id"] for s in info["storages"] if s["node_id"] != first)
+    src = tmp_path / "during.bin"
+    src.write_bytes(os.urandom(500_000))
+    for svc in cluster.node_services(first):
+        cluster.stop_service(svc)
+    stopped = time.monotonic()
+    try:
+        # before the tracker notices, the client fails over to the peer by itself
+        up = client.upload(src, "liz", "during.bin")
+        assert up["node_id"] == peer and up["group"] == group
+        while any(_states_on(cluster, i)[first] != "OFFLINE" for i in range(2)):
+            assert time.monotonic() - stopped <= 6.0, "not OFFLINE within 6 s"
+            time.sleep(0.1)
+        detected = time.monotonic() - stopped
+        print(f"OFFLINE on every tracker {detected:.2f} s after the node stopped")
+        assert [s["node_id"] for s in client.storages("liz")["storages"]] == [peer]
+        up2 = client.upload(src, "liz", "after.bin")
+        assert up2["node_id"] == peer
+        assert requests.get(client.playback_url("liz", "during.bin"), timeout=5).content == src.read_bytes()
+    finally:
+        for svc in cluster.node_services(first):
+            cluster.start_service(svc)
+    cluster.wait_active(4, 15)
+    assert _states(client)[first] == "ACTIVE"
+
+
+def test_whole_group_down_is_503(cluster: DevCluster, client: Client, tmp_path: Path) -> None:
+    group = client.storages("mo")["group"]
+    nodes = [n for n, i in cluster.storage_nodes.items() if i["group"] == group]
+    for node in nodes:
+        cluster.stop_service(f"agent-{node}")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.storages("mo")
+            except MediagridError as err:
+                assert err.status == 503 and err.code == "no_active_storage"
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("group never reported as having no active storage")
+    finally:
+        for node in nodes:
+            cluster.start_service(f"agent-{node}")
+    cluster.wait_active(4, 15)
+
+
+def test_mariadb_down_503_then_recovers(cluster: DevCluster, client: Client, tmp_path: Path) -> None:
+    src = tmp_path / "db.bin"
+    src.write_bytes(os.urandom(300_000))
+    storage = client.storages("nina")["storages"][0]["url"]
+    client.storages("zed")  # warm route caches for a user seen before the outage
+    before, rows = _leftovers(cluster), _rows(cluster)
+    cluster.stop_service("mariadb")
+    try:
+        path = "/api/v1/files/demo/nina/db.bin"
+        resp = requests.put(
+            storage + path,
+            data=src.read_bytes(),
+            timeout=10,
+            headers=signed_headers("demo", cluster.app_secret, "PUT", path),
+        )
+        # the app-secret cache may still be warm: then the upload itself meets the dead DB
+        _err(resp, 503, "db_unavailable")
+        q = {"app": "demo", "user": "brand-new-user"}
+        resp = requests.get(
+            cluster.url + "/api/v1/storages",
+            params=q,
+            timeout=10,
+            headers=signed_headers("demo", cluster.app_secret, "GET", "/api/v1/storages", q),
+        )
+        _err(resp, 503, "db_unavailable")
+        health = requests.get(cluster.url + "/api/v1/health?strict=1", timeout=10)
+        assert health.status_code == 503 and health.json()["db"] == "unavailable"
+    finally:
+        cluster.start_service("mariadb", 60)
+    assert _leftovers(cluster) == before
+    # full service returns by itself, no restart of the services
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            info = client.upload(src, "nina", "db.bin")
+            break
+        except MediagridError:
+            assert time.monotonic() < deadline, "service did not come back after MariaDB returned"
+            time.sleep(0.5)
+    assert info["size"] == 300_000
+    assert _rows(cluster) == rows + 1
+    # every tracker thread is back too: new users are routed (a thread whose connection
+    # died in the restart answers one 503, then reconnects)
+    for i in range(len(cluster.tracker_ports)):
+        deadline = time.monotonic() + 10
+        for n in range(40):
+            q = {"app": "demo", "user": f"after-outage-{i}-{n}"}
+            resp = requests.get(
+                cluster.tracker_url(i) + "/api/v1/storages",
+                params=q,
+                timeout=5,
+                headers=signed_headers("demo", cluster.app_secret, "GET", "/api/v1/storages", q),
+            )
+            if resp.status_code != 200:
+                assert time.monotonic() < deadline, resp.text
+                time.sleep(0.2)
+
+
+def test_id_service_unreachable_is_503(cluster: DevCluster, client: Client) -> None:
+    group = client.storages("oscar")["group"]
+    node = next(n for n, i in cluster.storage_nodes.items() if i["group"] == group)
+    before = _leftovers(cluster)
+    cluster.stop_service("ids")
+    cluster.stop_service(f"shim-{node}")  # a fresh shim has no prefetched ids
+    cluster.start_service(f"shim-{node}")
+    try:
+        path = "/api/v1/files/demo/oscar/x.bin"
+        resp = requests.put(
+            cluster.storage_url(node) + path,
+            data=b"abc",
+            timeout=10,
+            headers=signed_headers("demo", cluster.app_secret, "PUT", path),
+        )
+        _err(resp, 503, "id_service_unavailable")
+        assert _leftovers(cluster) == before
+    finally:
+        cluster.start_service("ids")

@@ -1,0 +1,139 @@
+"""Unit tests of pure pieces: names, paths, signatures, allocation, strategies, config."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mediagrid import assign, auth, config, names
+from mediagrid.errors import APIError
+from mediagrid.idalloc import SegmentAllocator
+from mediagrid.nodes import ACTIVE, OFFLINE, SYNCING, NodeTable
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "..", "a..b", "x\x00y", "a" * 201, "sp ace", "back\\slash", "é"])
+def test_bad_file_ids_are_rejected(bad: str) -> None:
+    with pytest.raises(APIError) as err:
+        names.check_file_id(bad)
+    assert err.value.status == 400
+    assert err.value.code == "invalid_file_id"
+
+
+@pytest.mark.parametrize("good", ["movie.mp4", "0000000000000001", "a_b-c~d@e+f=g", "x" * 200])
+def test_good_file_ids_pass(good: str) -> None:
+    assert names.check_file_id(good) == good
+
+
+def test_storage_path_layout() -> None:
+    assert names.storage_path(0x1A2B3C, ".mp4") == "00/1a/00000000001a2b3c.mp4"
+    assert names.storage_path(2**63 - 1) == "ff/ff/7fffffffffffffff"
+    with pytest.raises(ValueError):
+        names.storage_path(0)
+
+
+def test_extension_is_sanitised() -> None:
+    assert names.extension("Movie.MP4") == ".mp4"
+    assert names.extension("noext") == ""
+    assert names.extension("evil.mp4/../x") == ""
+    assert names.extension(".hidden") == ""
+
+
+def test_token_and_file_signatures_differ_per_input() -> None:
+    t1 = auth.make_token("demo", "s3cret", 100)
+    assert t1.startswith("mg1.demo.100.")
+    assert t1 != auth.make_token("demo", "other", 100)
+    a = auth.file_signature("k", "demo", "alice", "f1", 100)
+    assert a != auth.file_signature("k", "demo", "alice", "f2", 100)
+    assert a != auth.file_signature("k", "demo", "bob", "f1", 100)
+    assert "=" not in a
+
+
+def test_signed_headers_cover_query_order_independently() -> None:
+    text1 = auth.request_text("GET", "/p", auth.canonical_query([("b", "2"), ("a", "1")]), "1", "x")
+    text2 = auth.request_text("GET", "/p", auth.canonical_query([("a", "1"), ("b", "2")]), "1", "x")
+    assert text1 == text2
+
+
+def test_allocator_never_overlaps_across_threads() -> None:
+    lock = threading.Lock()
+    top = [0]
+
+    def reserve() -> tuple[int, int]:
+        with lock:
+            lo = top[0] + 1
+            top[0] += 500
+            return lo, top[0]
+
+    alloc = SegmentAllocator(reserve)
+    got: list[int] = []
+    got_lock = threading.Lock()
+
+    def worker() -> None:
+        for n in (1, 7, 333, 1000):
+            ids = alloc.take(n)
+            assert ids == sorted(ids) and len(ids) == n
+            with got_lock:
+                got.extend(ids)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(set(got)) == 8 * 1341
+
+
+def test_node_table_states(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
+    base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.5}
+    table.record({**base, "node_id": "a", "heal_pending": 0}, join=True)
+    table.record({**base, "node_id": "b", "heal_pending": 3, "load": 0.1}, join=True)
+    states = {n.node_id: n.state for n in table.nodes()}
+    assert states == {"a": ACTIVE, "b": SYNCING}
+    group = table.groups()["g1"]
+    assert [n.node_id for n in group.active] == ["a"]
+    time.sleep(0.4)
+    assert {n.state for n in table.nodes()} == {OFFLINE}
+    assert not table.groups()["g1"].writable
+    # a second handle (another worker) sees the same table
+    other = NodeTable(str(tmp_path / "t.sqlite"), offline_after=5, snapshot_ttl=0.0)
+    assert {n.node_id for n in other.nodes()} == {"a", "b"}
+
+
+def test_most_free_and_hashed_strategies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=5, snapshot_ttl=0.0)
+    for node, group, free in (("a", "g1", 100), ("b", "g2", 500), ("c", "g2", 300)):
+        table.record(
+            {
+                "node_id": node,
+                "group": group,
+                "url": "http://x",
+                "free": free,
+                "total": 1000,
+                "reserve": 50,
+                "load": 0.0,
+                "heal_pending": 0,
+            },
+            join=True,
+        )
+    groups = list(table.groups().values())
+    assert assign.most_free(groups, "app", "u") == "g2"  # min(500, 300) - 50 > 100 - 50
+    picks = {assign.hashed(groups, "app", f"u{i}") for i in range(50)}
+    assert picks == {"g1", "g2"}
+    assert assign.resolve("mediagrid.assign:hashed") is assign.hashed
+    with pytest.raises(ValueError):
+        assign.resolve("nope")
+
+
+def test_config_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    conf_file = tmp_path / "c.toml"
+    conf_file.write_text('DB_PORT = 3307\nGROUP = "g1"\n')
+    conf = config.load(
+        {"MEDIAGRID_CONFIG": str(conf_file), "MEDIAGRID_GROUP": "g2", "MEDIAGRID_TRACKERS": '["a"]'}
+    )
+    assert conf["DB_PORT"] == 3307
+    assert conf["GROUP"] == "g2"
+    assert conf["TRACKERS"] == ["a"]
+    assert conf["OFFLINE_AFTER"] <= 6
