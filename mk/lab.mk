@@ -14,6 +14,7 @@ LAB_BASE_IMAGE  ?= mediagrid/debian-base:bookworm
 LAB_NODE_IMAGE  ?= mediagrid/node:bookworm
 LAB_ROLES       ?= common mariadb glusterfs keepalived nginx
 LAB_TEST_ROLES  ?= yes
+LAB_VIP_ARGS    ?= --vip $(LAB_NET_PREFIX).10
 LAB_ENV         := PATH="$(LAB_BIN):$$PATH" ANSIBLE_CONFIG="$(LAB_ROOT)/ansible.cfg" \
                    LAB_NET_PREFIX="$(LAB_NET_PREFIX)" LAB_NETWORK="$(LAB_NETWORK)" \
                    LAB_BASE_IMAGE="$(LAB_BASE_IMAGE)" LAB_NODE_IMAGE="$(LAB_NODE_IMAGE)" \
@@ -55,7 +56,7 @@ lab-clean: lab-down
 # node after `docker stop` of its holder (the lab must be up; it restarts
 # the stopped node afterwards).
 lab-vip-takeover: $(LAB_STAMP)
-	cd $(LAB_ROOT) && $(LAB_ENV) lab/vip-takeover.sh
+	cd $(LAB_ROOT) && $(LAB_ENV) python3 lab/vip_takeover.py $(LAB_VIP_ARGS)
 
 lint: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) yamllint --strict .
