@@ -123,7 +123,16 @@ def _app_secret(app: str) -> str:
     return secret
 
 
+# token -> (app, expires, verified at): a token is re-verified against the (possibly
+# rotated) app secret at most every APP_CACHE_TTL seconds, like the secret itself.
+_verified_tokens: dict[str, tuple[str, int, float]] = {}
+
+
 def _from_token(token: str) -> str:
+    hit = _verified_tokens.get(token)
+    now = time.time()
+    if hit is not None and hit[1] >= now and now - hit[2] < float(current_app.config["APP_CACHE_TTL"]):
+        return hit[0]
     parts = token.split(".")
     if len(parts) != 4 or parts[0] != TOKEN_PREFIX:
         raise APIError(401, "bad_token", "malformed token")
@@ -137,6 +146,9 @@ def _from_token(token: str) -> str:
         raise APIError(401, "bad_token", "token signature does not match")
     if exp < time.time():
         raise APIError(401, "expired_token", "token has expired")
+    if len(_verified_tokens) > 10000:
+        _verified_tokens.clear()
+    _verified_tokens[token] = (app, exp, time.time())
     return app
 
 

@@ -63,7 +63,8 @@ class Bar:
         rate = done / max(now - self.start, 1e-6) / 1e6
         if total:
             filled = int(30 * done / total)
-            line = f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% {rate:7.1f} MB/s"
+            bar = "#" * filled + "." * (30 - filled)
+            line = f"{self.label} [{bar}] {100 * done // total:3d}% {rate:7.1f} MB/s"
         else:
             line = f"{self.label} {done / 1e6:10.1f} MB {rate:7.1f} MB/s"
         sys.stderr.write("\r" + line)

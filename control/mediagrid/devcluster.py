@@ -100,6 +100,9 @@ class DevCluster:
     root: Path
     base_port: int = 0
     workers: int = 2
+    bench_static: bool = False
+    access_log: bool = True
+    sync_workers: int = 4
     settings: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -248,28 +251,28 @@ class DevCluster:
         path.chmod(0o600)
         return path
 
-    def _gunicorn(self, name: str, target: str, port: int, extra: dict[str, Any]) -> Service:
+    def gunicorn_argv(self, target: str, port: int, sync: bool = False) -> list[str]:
+        """How every service is served here; benchmarks serve their baselines the same way.
+
+        Short request/answer services (trackers, id service, gateway) run sync workers: no
+        GIL contention between threads, so the tail latency stays low. The storage shim
+        runs threads, since one upload can hold a worker for a long time.
+        """
+        argv = [self.python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
+        if sync:
+            argv += ["--workers", str(self.sync_workers), "--worker-class", "sync"]
+        else:
+            argv += ["--workers", str(self.workers), "--worker-class", "gthread", "--threads", "4"]
+        argv += ["--graceful-timeout", "5", "--log-level", "warning"]
+        if self.access_log:
+            argv += ["--access-logfile", "-"]
+        return [*argv, target]
+
+    def _gunicorn(
+        self, name: str, target: str, port: int, extra: dict[str, Any], sync: bool = True
+    ) -> Service:
         conf = self._write_conf(name, extra)
-        argv = [
-            self.python,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(self.workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "--graceful-timeout",
-            "5",
-            "--access-logfile",
-            "-",
-            "--log-level",
-            "warning",
-            target,
-        ]
+        argv = self.gunicorn_argv(target, port, sync)
         return Service(name, argv, port, {"MEDIAGRID_CONFIG": str(conf)})
 
     def _define(self) -> None:
@@ -296,7 +299,7 @@ class DevCluster:
                 "ID_SERVICE_URLS": [self.url],
             }
             s[f"shim-{name}"] = self._gunicorn(
-                f"shim-{name}", "mediagrid.storage:create_app()", node["shim_port"], node_conf
+                f"shim-{name}", "mediagrid.storage:create_app()", node["shim_port"], node_conf, sync=False
             )
             agent_conf = self._write_conf(f"agent-{name}", node_conf)
             s[f"agent-{name}"] = Service(
@@ -337,6 +340,7 @@ class DevCluster:
             groups_root=self.root / "groups",
             storages=list(self.storage_nodes.values()),
             json_error_pages=JSON_ERROR_PAGES,
+            bench_static=self.bench_static,
         )
         path = self.root / "nginx" / "nginx.conf"
         path.write_text(text)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import pymysql
 
 from .db import connect
 
@@ -20,28 +23,44 @@ log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1
 
 
-def reserve_segment(conf: Mapping[str, Any], name: str, step: int) -> tuple[int, int]:
-    """Reserve ids ``lo..hi`` (inclusive) for ``name``; the segment row is made on first use."""
-    conn = connect(conf)
-    try:
-        with conn.cursor() as cur:
+def _reserve_once(conn: Any, name: str, step: int) -> tuple[int, int]:
+    with conn.cursor() as cur:
+        bump = "UPDATE id_segments SET max_id = LAST_INSERT_ID(max_id + step) WHERE name = %s"
+        if cur.execute(bump, (name,)) == 0:  # first use of this segment name
             cur.execute(
                 "INSERT IGNORE INTO id_segments (name, max_id, step) VALUES (%s, 0, %s)",
                 (name, step),
             )
-            cur.execute(
-                "UPDATE id_segments SET max_id = LAST_INSERT_ID(max_id + step) WHERE name = %s",
-                (name,),
-            )
-            cur.execute("SELECT LAST_INSERT_ID() AS hi, step FROM id_segments WHERE name = %s", (name,))
-            row = cur.fetchone()
-        conn.commit()
+            cur.execute(bump, (name,))
+        cur.execute("SELECT LAST_INSERT_ID() AS hi, step FROM id_segments WHERE name = %s", (name,))
+        row = cur.fetchone()
+    conn.commit()
+    hi, seg_step = int(row["hi"]), int(row["step"])
+    return hi - seg_step + 1, hi
+
+
+def reserve_segment(conf: Mapping[str, Any], name: str, step: int) -> tuple[int, int]:
+    """Reserve ids ``lo..hi`` (inclusive) for ``name``; the segment row is made on first use.
+
+    Concurrent reservations serialise on the row lock; a deadlock or lock wait timeout
+    (InnoDB picks a victim) is retried, since the transaction had no effect.
+    """
+    conn = connect(conf)
+    try:
+        for attempt in range(5):
+            try:
+                lo, hi = _reserve_once(conn, name, step)
+                break
+            except pymysql.err.OperationalError as err:
+                conn.rollback()
+                if err.args[0] not in (1205, 1213) or attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
     finally:
         conn.close()
-    hi, seg_step = int(row["hi"]), int(row["step"])
     if hi > MAX_ID:
         raise RuntimeError(f"id space of segment {name!r} is exhausted")
-    return hi - seg_step + 1, hi
+    return lo, hi
 
 
 class SegmentAllocator:

@@ -12,10 +12,12 @@ upload list but its group's files stay readable); otherwise ACTIVE.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +72,17 @@ class Group:
     name: str
     nodes: list[Node] = field(default_factory=list)
 
-    @property
+    @cached_property
     def active(self) -> list[Node]:
         """ACTIVE members, best first: least loaded, then most free space."""
         return sorted((n for n in self.nodes if n.state == ACTIVE), key=lambda n: (n.load, -n.free))
+
+    @cached_property
+    def storages_json(self) -> str:
+        """The ``storages`` list of a lookup answer, serialised once per snapshot."""
+        return json.dumps(
+            [{"node_id": n.node_id, "url": n.url, "free": n.free, "load": n.load} for n in self.active]
+        )
 
     @property
     def free(self) -> int:
@@ -105,7 +114,7 @@ class NodeTable:
         self.snapshot_ttl = snapshot_ttl
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._snap: tuple[float, list[Node]] = (0.0, [])
+        self._snap: tuple[float, tuple[list[Node], dict[str, Group]] | None] = (0.0, None)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
@@ -147,19 +156,27 @@ class NodeTable:
                 (*values[1:8], now, values[0]),
             )
         with self._lock:
-            self._snap = (0.0, [])  # this worker sees its own write at once
+            self._snap = (0.0, None)  # this worker sees its own write at once
 
     def remove(self, node_id: str) -> bool:
         cur = self._conn().execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
         with self._lock:
-            self._snap = (0.0, [])
+            self._snap = (0.0, None)
         return cur.rowcount > 0
 
     def nodes(self) -> list[Node]:
+        return self._snapshot()[0]
+
+    def groups(self, fresh: bool = False) -> dict[str, Group]:
+        """Groups of the current snapshot (shared by every request until the next one);
+        ``fresh`` re-reads the table, for answers that would otherwise be a refusal."""
+        return self._snapshot(fresh)[1]
+
+    def _snapshot(self, fresh: bool = False) -> tuple[list[Node], dict[str, Group]]:
         now = time.monotonic()
         with self._lock:
             taken, snap = self._snap
-            if snap and now - taken < self.snapshot_ttl:
+            if snap is not None and not fresh and now - taken < self.snapshot_ttl:
                 return snap
         rows = (
             self._conn()
@@ -170,7 +187,7 @@ class NodeTable:
             .fetchall()
         )
         wall = time.time()
-        result = []
+        nodes = []
         for r in rows:
             if wall - r[9] > self.offline_after:
                 state = OFFLINE
@@ -178,13 +195,10 @@ class NodeTable:
                 state = SYNCING
             else:
                 state = ACTIVE
-            result.append(Node(*r, state=state))
+            nodes.append(Node(*r, state=state))
+        groups: dict[str, Group] = {}
+        for node in nodes:
+            groups.setdefault(node.group, Group(node.group)).nodes.append(node)
         with self._lock:
-            self._snap = (now, result)
-        return result
-
-    def groups(self) -> dict[str, Group]:
-        out: dict[str, Group] = {}
-        for node in self.nodes():
-            out.setdefault(node.group, Group(node.group)).nodes.append(node)
-        return out
+            self._snap = (now, (nodes, groups))
+        return nodes, groups

@@ -240,3 +240,29 @@ def test_groups_health_openapi_and_cli(cluster: DevCluster, tmp_path: Path) -> N
         text=True,
     )
     assert missing.returncode == 1 and "file_not_found" in missing.stderr
+
+
+def test_segment_reservations_never_overlap_under_contention(cluster: DevCluster) -> None:
+    """Many id servers reserving at once (each thread its own connection) get disjoint ranges."""
+    import threading
+
+    from mediagrid.idalloc import reserve_segment
+
+    got: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def server() -> None:
+        for _ in range(25):
+            seg = reserve_segment(cluster.db_conf, "contention-test", 1000)
+            with lock:
+                got.append(seg)
+
+    threads = [threading.Thread(target=server) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 150
+    spans = sorted(got)
+    assert all(hi - lo + 1 == 1000 for lo, hi in spans)
+    assert all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1))

@@ -1,0 +1,44 @@
+# mediagrid: the two set-up commands are `make lab` (the cluster on this machine) and
+# `make test` (everything CI runs). See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: all deps venv dev test test-control lint-py bench clean
+all: test
+
+deps:
+	bash scripts/host-deps.sh
+
+$(VENV)/.installed: requirements-dev.txt control/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -e control
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint-py: venv
+	$(VENV)/bin/ruff check control bench
+	$(VENV)/bin/ruff format --check control bench
+
+test-control: deps venv
+	$(VENV)/bin/pytest control/tests -q -rs
+
+## dev: the whole control plane on loopback (MariaDB, trackers, ids, shims, agents, nginx)
+dev: deps venv
+	$(VENV)/bin/mediagrid-dev --root .dev
+
+## bench: control-plane benchmarks on loopback; writes docs/benchmarks.md
+bench: deps venv
+	$(PY) bench/run.py --out docs/benchmarks.md
+
+## test: what CI runs (.ci/run)
+test: lint-py test-control
+
+clean:
+	rm -rf $(VENV) .dev
+
+-include mk/lab.mk

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Control-plane benchmarks on loopback, each against a baseline measured in the same run.
+
+1. tracker lookups/s at 32 connections and p99 at 8, vs a hello-world Flask endpoint under
+   the same gunicorn settings;
+2. ids/s in batches of 1000, vs a Flask endpoint returning a fixed 1000-id list;
+3. upload of a large file through storage nginx + shim, vs copying it into the same
+   directory (cp, and cp + fsync: the shim fsyncs before it acknowledges);
+4. download through front nginx + gateway (X-Accel-Redirect), vs nginx serving the same
+   file statically.
+
+Usage: python bench/run.py [--out docs/benchmarks.md] [--duration 10] [--size-mb 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mediagrid.auth import signed_headers
+from mediagrid.client import Client
+from mediagrid.devcluster import DevCluster, wait_port
+
+LUA_USERS = """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/api/v1/storages?app=demo&user=bench" .. (n % 1000))
+end
+"""
+
+
+def wrk(
+    url: str,
+    conns: int,
+    duration: int,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
+) -> dict[str, float]:
+    argv = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency"]
+    for k, v in (headers or {}).items():
+        argv += ["-H", f"{k}: {v}"]
+    if script:
+        argv += ["-s", str(script)]
+    out = subprocess.run(
+        [*argv, url], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{url}: {non2xx.group(1)} failed requests\n{out}")
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return {"rps": rps, "p99_ms": float(m.group(1)) * scale}
+
+
+def timed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def copy_fsync(src: Path, dst: Path) -> None:
+    with src.open("rb") as fi, dst.open("wb") as fo:
+        shutil.copyfileobj(fi, fo, 1 << 20)
+        fo.flush()
+        os.fsync(fo.fileno())
+
+
+def drop(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--out", default="docs/benchmarks.md")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--size-mb", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mediagrid-bench-"))
+    cluster = DevCluster(
+        root / "cluster", workers=2, bench_static=True, access_log=False
+    )
+    cluster.start()
+    hello_port = cluster.base_port + 40
+    hello = subprocess.Popen(
+        cluster.gunicorn_argv("hello:create_app()", hello_port, sync=True),
+        cwd=Path(__file__).resolve().parent,
+        start_new_session=True,
+    )
+    rows: list[tuple[str, str, str, str, str]] = []
+    try:
+        wait_port(hello_port, 30, hello)
+        client = Client(cluster.url, cluster.app, cluster.app_secret, timeout=120)
+        auth = {"Authorization": "Bearer " + client.token(7200)}
+        for i in range(1000):  # assign every benchmark user a group first
+            client.storages(f"bench{i}")
+        script = root / "users.lua"
+        script.write_text(LUA_USERS)
+        tracker = f"http://127.0.0.1:{cluster.tracker_ports[0]}/"
+        hello_url = f"http://127.0.0.1:{hello_port}/"
+        d = args.duration
+
+        look32 = wrk(tracker, 32, d, auth, script)
+        base32 = wrk(hello_url, 32, d)
+        rows.append(
+            (
+                "tracker lookups/s, 32 conns",
+                f"{look32['rps']:,.0f}/s",
+                f"hello-world {base32['rps']:,.0f}/s",
+                f"{look32['rps'] / base32['rps']:.2f}x",
+                ">= 3,000/s and >= 0.75x",
+            )
+        )
+        look8 = wrk(tracker, 8, d, auth, script)
+        base8 = wrk(hello_url, 8, d)
+        rows.append(
+            (
+                "tracker lookup p99, 8 conns",
+                f"{look8['p99_ms']:.2f} ms",
+                f"hello-world {base8['p99_ms']:.2f} ms",
+                f"{look8['p99_ms'] / base8['p99_ms']:.2f}x",
+                "<= 5 ms",
+            )
+        )
+
+        ids = wrk(
+            f"http://127.0.0.1:{cluster.ids_port}/api/v1/ids?count=1000", 8, d, auth
+        )
+        ids_base = wrk(f"{hello_url}ids1000", 8, d)
+        rows.append(
+            (
+                "ids/s, batches of 1000, 8 conns",
+                f"{ids['rps'] * 1000:,.0f}/s",
+                f"fixed 1000-id list {ids_base['rps'] * 1000:,.0f}/s",
+                f"{ids['rps'] / ids_base['rps']:.2f}x",
+                ">= 100,000/s",
+            )
+        )
+
+        src = root / "big.bin"
+        with src.open("wb") as fh:
+            for _ in range(args.size_mb):
+                fh.write(os.urandom(1 << 20))
+        node = client.storages("uploader")["storages"][0]
+        group_dir = cluster.group_dir(client.storages("uploader")["group"])
+        t_up, t_cp, t_cpf = [], [], []
+        for run in range(args.runs):
+            path = f"/api/v1/files/demo/uploader/big{run}.bin"
+            hdrs = signed_headers("demo", cluster.app_secret, "PUT", path)
+            curl = ["curl", "-sf", "-o", "/dev/null", "-T", str(src)]
+            for k, v in hdrs.items():
+                curl += ["-H", f"{k}: {v}"]
+            t_up.append(timed([*curl, node["url"] + path]))
+            dst = group_dir / f"cp-baseline-{run}.bin"
+            t_cp.append(timed(["cp", str(src), str(dst)]))
+            drop(dst)
+            start = time.perf_counter()
+            copy_fsync(src, dst)
+            t_cpf.append(time.perf_counter() - start)
+            drop(dst)
+        mb = args.size_mb * (1 << 20) / 1e6
+        up, cp, cpf = (statistics.median(x) for x in (t_up, t_cp, t_cpf))
+        rows.append(
+            (
+                f"upload {args.size_mb} MiB via shim (curl -T)",
+                f"{mb / up:,.0f} MB/s",
+                f"cp+fsync {mb / cpf:,.0f} MB/s",
+                f"{cpf / up:.2f}x",
+                ">= 0.8",
+            )
+        )
+        rows.append(
+            (
+                "  same, vs plain cp (page cache, no fsync)",
+                f"{mb / up:,.0f} MB/s",
+                f"cp {mb / cp:,.0f} MB/s",
+                f"{cp / up:.2f}x",
+                "(for reference)",
+            )
+        )
+
+        info = requests.get(
+            client.playback_url("uploader", "big0.bin"), stream=True, timeout=10
+        )
+        info.close()
+        row = next(f for f in client.list("uploader") if f["file_id"] == "big0.bin")
+        assert row["size"] == args.size_mb << 20
+        import pymysql
+
+        conn = pymysql.connect(
+            host="127.0.0.1",
+            port=cluster.db_port,
+            user="mediagrid",
+            password=cluster.db_password,
+            database="mediagrid",
+        )
+        with conn.cursor() as cur:
+            cur.execute("SELECT grp, path FROM files WHERE file_id='big0.bin'")
+            grp, rel = cur.fetchone()
+        conn.close()
+        static_url = f"{cluster.url}/_bench_static/{grp}/{rel}"
+        play_url = client.playback_url("uploader", "big0.bin")
+        t_gw, t_st = [], []
+        get = ["curl", "-sf", "-o", "/dev/null"]
+        timed([*get, static_url])  # warm the page cache
+        for _ in range(max(5, args.runs)):
+            t_gw.append(timed([*get, play_url]))
+            t_st.append(timed([*get, static_url]))
+        gw, st = statistics.median(t_gw), statistics.median(t_st)
+        rows.append(
+            (
+                f"download {args.size_mb} MiB via gateway + nginx",
+                f"{mb / gw:,.0f} MB/s",
+                f"nginx static {mb / st:,.0f} MB/s",
+                f"{st / gw:.2f}x",
+                ">= 0.95",
+            )
+        )
+    finally:
+        os.killpg(hello.pid, 15)
+        hello.wait(10)
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Control plane on loopback (`make bench` = `python bench/run.py`), 2 cores, each figure",
+        "against a baseline measured in the same run. Services: gunicorn gthread, "
+        f"{cluster.sync_workers} sync workers (trackers, ids, gateway; shims {cluster.workers} gthread"
+        " workers x 4 threads), access log off; the baseline app is served the same way.",
+        f"wrk -t2, {args.duration} s per point; uploads/downloads: median of runs.",
+        f"Run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| measure | mediagrid | baseline | ratio | target |",
+        "|---|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows],
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    marker = "<!-- control-plane results end -->"
+    rest = ""
+    if out.exists() and marker in out.read_text():
+        rest = out.read_text().split(marker, 1)[1]
+    out.write_text(text + "\n" + marker + rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
