@@ -8,12 +8,10 @@ either complete and recorded or absent.
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import os
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pymysql
 from flask import Blueprint, Flask, Request, current_app, jsonify, request
@@ -24,6 +22,7 @@ from . import auth, files, names
 from .db import get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
+from .spool import Spool
 from .web import create_service
 
 bp = Blueprint("storage", __name__)
@@ -38,58 +37,6 @@ def _data_dir() -> Path:
 def free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
-
-
-class Spool:
-    """A temporary file on the group volume that hashes and counts what is written."""
-
-    def __init__(self, directory: Path, limit: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
-        self.path = Path(name)
-        self.file: IO[bytes] = os.fdopen(fd, "wb")
-        self.sha = hashlib.sha256()
-        self.size = 0
-        self.limit = limit  # bytes the volume may take before hitting the reserve
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        if self.size > self.limit:
-            raise APIError(507, "insufficient_storage", "the group is at its space reserve")
-        self.sha.update(data)
-        try:
-            self.file.write(data)
-        except OSError as err:
-            raise APIError(507, "insufficient_storage", f"write failed: {err.strerror}") from err
-        return len(data)
-
-    # werkzeug's multipart parser treats its target as a file object
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.file.tell()
-
-    def tell(self) -> int:
-        return self.file.tell()
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def commit(self, final: Path) -> None:
-        """fsync, then rename into place: the file appears whole or not at all."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self.path, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def discard(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-        self.path.unlink(missing_ok=True)
 
 
 class ShimRequest(Request):

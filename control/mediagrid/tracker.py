@@ -111,7 +111,7 @@ def groups() -> ResponseReturnValue:
     table = _table()
     return jsonify(
         offline_after=table.offline_after,
-        groups=[g.public(now) for _, g in sorted(table.groups().items())],
+        groups=[g.public(now) for _, g in sorted(table.groups(fresh=True).items())],
     )
 
 

@@ -1,0 +1,135 @@
+"""A temporary upload file that hashes, counts and writes behind the receiving thread.
+
+Receiving (socket reads) holds the GIL; hashing and writing release it. So hashing and
+writing run in a writer thread while the request thread keeps reading, and the kernel is
+told to start write-back every few MiB (``sync_file_range``), so the final fsync only
+waits for the tail instead of the whole file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import queue
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import APIError
+
+_SYNC_FILE_RANGE_WRITE = 2
+_WRITEBACK_EVERY = 8 << 20
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_sync_file_range = getattr(_libc, "sync_file_range", None)
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range back now (best effort, never blocks long)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class Spool:
+    """A ``.part`` file on the group volume; ``commit`` renames it into place whole."""
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        self.path = Path(name)
+        self.fd = fd
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.limit = limit  # bytes the volume may take before hitting the reserve
+        self._written = 0
+        self._synced = 0
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+        self.closed = False
+
+    # -- writing --------------------------------------------------------------------------
+    def _store(self, data: bytes) -> None:
+        self.sha.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self._written += len(data)
+        if self._written - self._synced >= _WRITEBACK_EVERY:
+            start_writeback(self.fd, self._synced, self._written - self._synced)
+            self._synced = self._written
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._store(data)
+                except OSError as err:
+                    self._error = err
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise APIError(507, "insufficient_storage", f"write failed: {self._error.strerror}")
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise APIError(507, "insufficient_storage", "the group is at its space reserve")
+        self._raise_error()
+        if self._queue is None and self.size <= len(data):
+            try:  # the first chunk inline: small files never start a thread
+                self._store(data)
+            except OSError as err:
+                self._error = err
+                self._raise_error()
+            return len(data)
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=16)
+            self._thread = threading.Thread(target=self._writer, daemon=True)
+            self._thread.start()
+        self._queue.put(bytes(data))
+        return len(data)
+
+    def _drain(self) -> None:
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    # werkzeug's multipart parser treats its target as a file object
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.size
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    # -- finishing ------------------------------------------------------------------------
+    def commit(self, final: Path) -> None:
+        """fsync, then rename into place: the file appears whole or not at all."""
+        self._drain()
+        self._raise_error()
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.closed = True
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.path, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def discard(self) -> None:
+        self._drain()
+        if not self.closed:
+            os.close(self.fd)
+            self.closed = True
+        self.path.unlink(missing_ok=True)
