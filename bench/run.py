@@ -66,6 +66,17 @@ def wrk(
     return {"rps": rps, "p99_ms": float(m.group(1)) * scale}
 
 
+def curl_time(url: str) -> float:
+    """Seconds curl spends on a whole GET (its own clock, not process start-up)."""
+    out = subprocess.run(
+        ["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(out)
+
+
 def timed(argv: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
@@ -217,11 +228,10 @@ def main() -> int:
         static_url = f"{cluster.url}/_bench_static/{grp}/{rel}"
         play_url = client.playback_url("uploader", "big0.bin")
         t_gw, t_st = [], []
-        get = ["curl", "-sf", "-o", "/dev/null"]
-        timed([*get, static_url])  # warm the page cache
-        for _ in range(max(5, args.runs)):
-            t_gw.append(timed([*get, play_url]))
-            t_st.append(timed([*get, static_url]))
+        curl_time(static_url)  # warm the page cache
+        for _ in range(15):  # interleaved, so drifts in machine load hit both alike
+            t_gw.append(curl_time(play_url))
+            t_st.append(curl_time(static_url))
         gw, st = statistics.median(t_gw), statistics.median(t_st)
         rows.append(
             (
@@ -242,10 +252,11 @@ def main() -> int:
         "# Benchmarks",
         "",
         "Control plane on loopback (`make bench` = `python bench/run.py`), 2 cores, each figure",
-        "against a baseline measured in the same run. Services: gunicorn gthread, "
-        f"{cluster.sync_workers} sync workers (trackers, ids, gateway; shims {cluster.workers} gthread"
-        " workers x 4 threads), access log off; the baseline app is served the same way.",
-        f"wrk -t2, {args.duration} s per point; uploads/downloads: median of runs.",
+        "against a baseline measured in the same run. Services: gunicorn, "
+        + f"{cluster.sync_workers} sync workers (trackers, ids, gateway; shims {cluster.workers} gthread"
+        + " workers x 4 threads), access log off; the baseline app is served the same way.",
+        f"wrk -t2, {args.duration} s per point; uploads: median of {args.runs} runs; downloads: median"
+        + " of 15 interleaved runs (curl's time_total).",
         f"Run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "| measure | mediagrid | baseline | ratio | target |",
