@@ -266,3 +266,28 @@ def test_segment_reservations_never_overlap_under_contention(cluster: DevCluster
     spans = sorted(got)
     assert all(hi - lo + 1 == 1000 for lo, hi in spans)
     assert all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1))
+
+
+def test_admin_schema_and_apps(cluster: DevCluster, tmp_path: Path) -> None:
+    conf = tmp_path / "admin.toml"
+    conf.write_text(
+        f'DB_HOST = "127.0.0.1"\nDB_PORT = {cluster.db_port}\nDB_USER = "mediagrid"\n'
+        f'DB_PASSWORD = "{cluster.db_password}"\nDB_NAME = "mediagrid"\n'
+    )
+    admin = [sys.executable, "-m", "mediagrid.admin", "--config", str(conf)]
+    again = subprocess.run([*admin, "schema", "upgrade"], capture_output=True, text=True, check=True)
+    assert "(no change)" in again.stdout
+    secret = subprocess.run(
+        [*admin, "app", "create", "tenant3"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert len(secret) >= 32
+    same = subprocess.run(
+        [*admin, "app", "create", "tenant3"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert same == secret  # creating again keeps the secret
+    listed = subprocess.run([*admin, "app", "list"], capture_output=True, text=True, check=True).stdout
+    assert "tenant3\t" in listed
+    tenant = Client(cluster.url, "tenant3", secret)
+    assert tenant.list("anyone") == []
+    bad = subprocess.run([*admin, "app", "create", "Bad/Name"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "app must match" in bad.stderr
