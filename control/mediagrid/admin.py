@@ -28,6 +28,23 @@ def _app_cmd(conf: dict, args: argparse.Namespace) -> int:
                 conn.commit()
                 cur.execute("SELECT secret FROM apps WHERE app = %s", (args.name,))
                 print(cur.fetchone()["secret"])
+            elif args.action == "set":
+                # idempotent, for configuration management: secret on stdin, never in argv
+                names.check_app(args.name)
+                secret = sys.stdin.readline().strip()
+                if len(secret) < 16:
+                    raise SystemExit("mediagrid-admin: app set needs a secret of 16+ chars on stdin")
+                cur.execute("SELECT secret FROM apps WHERE app = %s", (args.name,))
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute("INSERT INTO apps (app, secret) VALUES (%s, %s)", (args.name, secret))
+                    print("created")
+                elif row["secret"] != secret:
+                    cur.execute("UPDATE apps SET secret = %s WHERE app = %s", (secret, args.name))
+                    print("updated")
+                else:
+                    print("unchanged")
+                conn.commit()
             elif args.action == "list":
                 cur.execute("SELECT app, created FROM apps ORDER BY app")
                 for row in cur.fetchall():
@@ -47,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     sch = sub.add_parser("schema", help="create or upgrade the MariaDB schema")
     sch.add_argument("action", choices=["upgrade", "version"])
     app = sub.add_parser("app", help="manage apps (tenants)")
-    app.add_argument("action", choices=["create", "list", "delete"])
+    app.add_argument("action", choices=["create", "set", "list", "delete"])
     app.add_argument("name", nargs="?")
     app.add_argument("--secret", help="set this secret (default: keep or generate one)")
     args = parser.parse_args(argv)
@@ -62,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(schema.version(conf))
             return 0
-        if args.action in ("create", "delete") and not args.name:
-            parser.error("app create/delete needs a name")
+        if args.action in ("create", "set", "delete") and not args.name:
+            parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)
     except (pymysql.MySQLError, APIError) as err:
         print(f"mediagrid-admin: {err}", file=sys.stderr)

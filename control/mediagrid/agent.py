@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -24,16 +25,35 @@ from .auth import signed_headers
 log = logging.getLogger("mediagrid.agent")
 
 
-def heal_pending(command: str) -> int:
-    """Entries waiting for self-heal, from an operator-supplied command printing an integer."""
-    if not command:
-        return 0
+_HEAL_RE = re.compile(r"^Total Number of entries:\s*(\d+)", re.MULTILINE)
+
+
+def gluster_pending(output: str) -> int:
+    """Sum of entries waiting for self-heal over the bricks of ``heal info summary``."""
+    counts = _HEAL_RE.findall(output)
+    if not counts:
+        raise ValueError("no brick summary in the output")
+    return sum(int(c) for c in counts)
+
+
+def heal_pending(conf: Mapping[str, Any]) -> int:
+    """Entries waiting for self-heal: of the group's GlusterFS volume (``HEAL_VOLUME``) or
+    from an operator-supplied command printing an integer (``HEAL_CHECK_COMMAND``).
+    A check that fails reports the node as syncing: unsure is not healthy."""
     try:
-        out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=10)
-        return int(out.stdout.strip() or 0)
-    except (subprocess.SubprocessError, ValueError):
+        if conf.get("HEAL_VOLUME"):
+            argv = ["gluster", "volume", "heal", conf["HEAL_VOLUME"], "info", "summary"]
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+            return gluster_pending(out.stdout)
+        if conf.get("HEAL_CHECK_COMMAND"):
+            out = subprocess.run(
+                conf["HEAL_CHECK_COMMAND"], shell=True, capture_output=True, text=True, timeout=10, check=True
+            )
+            return int(out.stdout.strip() or 0)
+    except (subprocess.SubprocessError, ValueError, OSError):
         log.warning("heal check failed; reporting the node as syncing")
         return 1
+    return 0
 
 
 def report(conf: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,7 +66,7 @@ def report(conf: Mapping[str, Any]) -> dict[str, Any]:
         "total": st.f_blocks * st.f_frsize,
         "reserve": int(conf["RESERVE_BYTES"]),
         "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
-        "heal_pending": heal_pending(conf["HEAL_CHECK_COMMAND"]),
+        "heal_pending": heal_pending(conf),
     }
 
 

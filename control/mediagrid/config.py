@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FILE_ID_LENGTH": 200,
     "TRACKERS": [],
     "HEAL_CHECK_COMMAND": "",
+    "HEAL_VOLUME": "",
     # Gateway: internal nginx location prefix for group roots (X-Accel-Redirect).
     "ACCEL_PREFIX": "/_groups",
 }

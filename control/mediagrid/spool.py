@@ -39,6 +39,7 @@ class Spool:
     def __init__(self, directory: Path, limit: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        os.fchmod(fd, 0o644)  # nginx, under its own user, serves the file once committed
         self.path = Path(name)
         self.fd = fd
         self.sha = hashlib.sha256()

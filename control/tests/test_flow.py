@@ -285,6 +285,13 @@ def test_admin_schema_and_apps(cluster: DevCluster, tmp_path: Path) -> None:
         [*admin, "app", "create", "tenant3"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert same == secret  # creating again keeps the secret
+    states = [
+        subprocess.run(
+            [*admin, "app", "set", "tenant4"], input=f"{sec}\n", capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for sec in ("s" * 20, "s" * 20, "t" * 20)
+    ]
+    assert states == ["created", "unchanged", "updated"]
     listed = subprocess.run([*admin, "app", "list"], capture_output=True, text=True, check=True).stdout
     assert "tenant3\t" in listed
     tenant = Client(cluster.url, "tenant3", secret)

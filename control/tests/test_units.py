@@ -137,3 +137,16 @@ def test_config_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert conf["GROUP"] == "g2"
     assert conf["TRACKERS"] == ["a"]
     assert conf["OFFLINE_AFTER"] <= 6
+
+
+def test_gluster_heal_summary_is_summed() -> None:
+    from mediagrid.agent import gluster_pending
+
+    out = (
+        "Brick 10.77.0.21:/bricks/g1\nStatus: Connected\nTotal Number of entries: 3\n"
+        "Number of entries in heal pending: 3\n\n"
+        "Brick 10.77.0.22:/bricks/g1\nStatus: Connected\nTotal Number of entries: 2\n"
+    )
+    assert gluster_pending(out) == 5
+    with pytest.raises(ValueError):
+        gluster_pending("Volume g1 does not exist")
