@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv dev test test-control lint-py bench clean
+.PHONY: all deps venv wheels dev test test-control lint-py bench clean
 all: test
 
 deps:
@@ -19,6 +19,17 @@ $(VENV)/.installed: requirements-dev.txt control/pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+## wheels: the control plane and its dependencies as wheels, for nodes without registry
+## access. Reproducible (fixed timestamps, pinned dependencies): same sources, same bytes,
+## so a second `make lab` changes nothing on the nodes.
+WHEELS := build/wheels
+$(WHEELS)/.built: $(VENV)/.installed $(shell find control/mediagrid -type f -not -name '*.pyc') requirements-dev.txt
+	rm -rf $(WHEELS)
+	SOURCE_DATE_EPOCH=315532800 $(PY) -m pip wheel -q -c requirements-dev.txt -w $(WHEELS) ./control
+	touch $@
+
+wheels: $(WHEELS)/.built
 
 lint-py: venv
 	$(VENV)/bin/ruff check control bench

@@ -16,9 +16,20 @@ from .nodes import Group
 Strategy = Callable[[Sequence[Group], str, str], str]
 
 
+# Groups whose free space is within this fraction of the best count as equally free.
+FREE_TOLERANCE = 0.05
+
+
 def most_free(groups: Sequence[Group], app: str, user: str) -> str:
-    """The group with the most usable free space (ties: name order)."""
-    return max(groups, key=lambda g: (g.free, [-ord(c) for c in g.name])).name
+    """The group with the most usable free space.
+
+    Groups within 5% of the best are taken as equal and the user is spread over them by
+    hash: a fresh cluster (every group as free as the others) fills evenly instead of
+    sending every new user to the same group until it is 5% fuller.
+    """
+    best = max(g.free for g in groups)
+    near = [g for g in groups if g.free >= best * (1 - FREE_TOLERANCE)]
+    return hashed(near, app, user)
 
 
 def hashed(groups: Sequence[Group], app: str, user: str) -> str:

@@ -30,8 +30,8 @@ DEFAULTS: dict[str, Any] = {
     # Allowed clock skew for signed requests, seconds.
     "SIGNATURE_MAX_SKEW": 300,
     # Tracker
-    "HEARTBEAT_INTERVAL": 2.0,
-    "OFFLINE_AFTER": 6.0,
+    "HEARTBEAT_INTERVAL": 1.5,
+    "OFFLINE_AFTER": 5.0,
     "ASSIGN_STRATEGY": "most_free",
     "TRACKER_STATE_PATH": "",
     "TRACKER_SNAPSHOT_TTL": 0.5,

@@ -298,3 +298,8 @@ def test_admin_schema_and_apps(cluster: DevCluster, tmp_path: Path) -> None:
     assert tenant.list("anyone") == []
     bad = subprocess.run([*admin, "app", "create", "Bad/Name"], capture_output=True, text=True)
     assert bad.returncode == 1 and "app must match" in bad.stderr
+
+
+def test_new_users_spread_over_equally_free_groups(client: Client) -> None:
+    groups = {client.storages(f"spread-{i}")["group"] for i in range(20)}
+    assert groups == {"g1", "g2"}

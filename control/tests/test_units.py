@@ -119,7 +119,22 @@ def test_most_free_and_hashed_strategies(tmp_path) -> None:  # type: ignore[no-u
             join=True,
         )
     groups = list(table.groups().values())
-    assert assign.most_free(groups, "app", "u") == "g2"  # min(500, 300) - 50 > 100 - 50
+    assert {assign.most_free(groups, "app", f"u{i}") for i in range(20)} == {"g2"}  # 250 > 50
+    table.record(
+        {
+            "node_id": "d",
+            "group": "g3",
+            "url": "http://x",
+            "free": 290,
+            "total": 1000,
+            "reserve": 50,
+            "load": 0.0,
+            "heal_pending": 0,
+        },
+        join=True,
+    )
+    near = list(table.groups().values())  # g3 (240) is within 5% of g2 (250): both take users
+    assert {assign.most_free(near, "app", f"u{i}") for i in range(50)} == {"g2", "g3"}
     picks = {assign.hashed(groups, "app", f"u{i}") for i in range(50)}
     assert picks == {"g1", "g2"}
     assert assign.resolve("mediagrid.assign:hashed") is assign.hashed
