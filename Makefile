@@ -32,8 +32,8 @@ $(WHEELS)/.built: $(VENV)/.installed $(shell find control/mediagrid -type f -not
 wheels: $(WHEELS)/.built
 
 lint-py: venv
-	$(VENV)/bin/ruff check control bench
-	$(VENV)/bin/ruff format --check control bench
+	$(VENV)/bin/ruff check control bench tests
+	$(VENV)/bin/ruff format --check control bench tests
 
 test-control: deps venv
 	$(VENV)/bin/pytest control/tests -q -rs

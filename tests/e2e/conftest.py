@@ -1,0 +1,127 @@
+"""Fixtures for the end-to-end suite against the lab cluster (`make lab`).
+
+The lab's addresses come from LAB_NET_PREFIX (default 10.77.0); the demo app's client
+configuration is the one `make lab` writes (build/lab/client.toml). Containers are
+driven with the docker CLI, the database is read with `docker exec db1 mariadb`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from mediagrid.client import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = os.environ.get("LAB_NET_PREFIX", "10.77.0")
+CLIENT_CONF = Path(os.environ.get("MEDIAGRID_LAB_CLIENT_CONFIG", ROOT / "build" / "lab" / "client.toml"))
+GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def sql(query: str) -> list[list[str]]:
+    """Rows of a query on db1, as lists of strings (the mariadb client's batch output)."""
+    out = docker("exec", "db1", "mariadb", "-N", "-B", "mediagrid", "-e", query)
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+@dataclass
+class Lab:
+    url: str
+    app: str
+    secret: str
+    conf: Path
+
+    def client(self) -> Client:
+        return Client(self.url, self.app, self.secret, timeout=60)
+
+    def states(self) -> dict[str, str]:
+        body = self.client().groups()
+        return {m["node_id"]: m["state"] for g in body["groups"] for m in g["members"]}
+
+    def wait_states(self, want: dict[str, str], timeout: float) -> float:
+        start = time.monotonic()
+        while True:
+            try:
+                states = self.states()
+                if all(states.get(k) == v for k, v in want.items()):
+                    return time.monotonic() - start
+            except (requests.RequestException, Exception):
+                states = {}
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"states {states} never became {want} in {timeout}s")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    if not CLIENT_CONF.exists():
+        pytest.fail(f"{CLIENT_CONF} is missing: run `make lab` first")
+    conf = tomllib.loads(CLIENT_CONF.read_text())
+    lab = Lab(conf["url"], conf["app"], conf["secret"], CLIENT_CONF)
+    lab.wait_states({n: "ACTIVE" for nodes in GROUPS.values() for n in nodes}, 120)
+    return lab
+
+
+@pytest.fixture(scope="session")
+def client(lab: Lab) -> Client:
+    return lab.client()
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12 s H.264/AAC mp4 with faststart, made here with Debian's ffmpeg."""
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "12",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def cli_env(lab: Lab) -> Iterator[dict[str, str]]:
+    yield {**os.environ, "MEDIAGRID_CLIENT_CONFIG": str(lab.conf)}

@@ -1,0 +1,259 @@
+"""The whole flow on the lab cluster, as a user and an operator would see it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from mediagrid.auth import signed_headers
+from mediagrid.client import Client, MediagridError
+
+from .conftest import GROUPS, PREFIX, Lab, docker, sha256, sql
+
+ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
+
+
+def brick_path(node: str, group: str, rel: str) -> str:
+    """Where a stored file lives on a node's brick (from `gluster volume info`)."""
+    info = docker("exec", node, "gluster", "volume", "info", group)
+    for line in info.splitlines():
+        if line.startswith("Brick") and f"{ADDRESS[node]}:" in line:
+            return line.split(":", 2)[-1].strip() + "/" + rel
+    raise AssertionError(f"no brick of {node} in volume {group}")
+
+
+def on_brick(node: str, group: str, rel: str) -> bytes | None:
+    out = subprocess.run(
+        ["docker", "exec", node, "cat", brick_path(node, group, rel)], capture_output=True, timeout=60
+    )
+    return out.stdout if out.returncode == 0 else None
+
+
+def file_row(app: str, user: str, file_id: str) -> tuple[str, str] | None:
+    rows = sql(f"SELECT grp, path FROM files WHERE app='{app}' AND user='{user}' AND file_id='{file_id}'")
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def test_users_land_in_both_groups(client: Client) -> None:
+    assert {client.storages(f"spread{i}")["group"] for i in range(30)} == {"g1", "g2"}
+
+
+def test_cli_upload_download_range_and_delete(
+    lab: Lab, client: Client, clip: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    data = clip.read_bytes()
+    cli = [sys.executable, "-m", "mediagrid.cli"]
+    url = subprocess.run(
+        [*cli, "upload", str(clip), "--user", "alice", "--id", "movie.mp4"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert url.startswith(f"{lab.url}/files/{lab.app}/alice/movie.mp4?")
+    whole = requests.get(url, timeout=30)
+    assert whole.status_code == 200 and whole.headers["Content-Type"] == "video/mp4"
+    assert sha256(whole.content) == sha256(data)
+    n = len(data)
+    for rng, want in (
+        ("0-99", data[:100]),
+        (f"{n // 2}-{n // 2 + 999}", data[n // 2 : n // 2 + 1000]),
+        (f"{n - 50}-{n - 1}", data[-50:]),
+        ("-64", data[-64:]),
+    ):
+        part = requests.get(url, headers={"Range": f"bytes={rng}"}, timeout=30)
+        assert part.status_code == 206 and part.content == want, rng
+    # straight from every storage node of the group
+    group, rel = file_row(lab.app, "alice", "movie.mp4")
+    path = f"/api/v1/files/{lab.app}/alice/movie.mp4"
+    for node in GROUPS[group]:
+        direct = requests.get(
+            f"http://{ADDRESS[node]}:8080{path}",
+            timeout=30,
+            headers=signed_headers(lab.app, lab.secret, "GET", path),
+        )
+        assert direct.status_code == 200 and sha256(direct.content) == sha256(data), node
+        assert on_brick(node, group, rel) == data
+    # the CLI's own download verifies the checksum
+    out = tmp_path / "back.mp4"
+    subprocess.run(
+        [*cli, "download", "movie.mp4", "--user", "alice", "-o", str(out)],
+        env=cli_env,
+        check=True,
+        capture_output=True,
+    )
+    assert out.read_bytes() == data
+    listed = subprocess.run(
+        [*cli, "ls", "--user", "alice"], env=cli_env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "movie.mp4\t" in listed
+    subprocess.run([*cli, "rm", "movie.mp4", "--user", "alice"], env=cli_env, check=True, capture_output=True)
+    assert file_row(lab.app, "alice", "movie.mp4") is None
+    for node in GROUPS[group]:
+        assert on_brick(node, group, rel) is None, f"file still on {node}'s brick"
+    assert requests.get(url, timeout=30).status_code == 404
+
+
+def test_curl_upload_and_playback(lab: Lab, client: Client, clip: Path) -> None:
+    token = client.token()
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    lookup = subprocess.run(
+        ["curl", "-sf", *auth, f"{lab.url}/api/v1/storages?app={lab.app}&user=bob"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    storage = json.loads(lookup)["storages"][0]["url"]
+    put = subprocess.run(
+        ["curl", "-sf", "-T", str(clip), *auth, f"{storage}/api/v1/files/{lab.app}/bob/clip.mp4"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(put)["sha256"] == sha256(clip.read_bytes())
+    got = subprocess.run(
+        ["curl", "-sf", f"{lab.url}/files/{lab.app}/bob/clip.mp4?token={token}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert got == clip.read_bytes()
+
+
+def test_ffprobe_decodes_and_mp4_seeking(lab: Lab, client: Client, clip: Path) -> None:
+    client.upload(clip, "carol", "clip.mp4", overwrite=True)
+    url = client.playback_url("carol", "clip.mp4")
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "json", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    info = json.loads(probe.stdout)
+    assert abs(float(info["format"]["duration"]) - 12.0) < 0.5
+    assert {s["codec_name"] for s in info["streams"]} == {"h264", "aac"}
+    decode = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", url, "-f", "null", "-"], capture_output=True, text=True, timeout=120
+    )
+    assert decode.returncode == 0 and decode.stderr.strip() == ""
+    start = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", f"{url}&start=5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert abs(float(start.stdout) - 7.0) < 1.0
+
+
+def test_headless_chromium_plays_and_seeks(lab: Lab, client: Client, clip: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    client.upload(clip, "dora", "clip.mp4", overwrite=True)
+    url = client.playback_url("dora", "clip.mp4")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.set_content(f'<video id="v" src="{url}" muted autoplay></video>')
+            page.wait_for_function("document.getElementById('v').currentTime > 1.0", timeout=20000)
+            page.evaluate("document.getElementById('v').currentTime = 9")
+            page.wait_for_function(
+                "(() => { const v = document.getElementById('v');"
+                " return !v.seeking && v.currentTime > 9.3; })()",
+                timeout=20000,
+            )
+            assert page.evaluate("document.getElementById('v').error") is None
+        finally:
+            browser.close()
+
+
+def test_tenants_cannot_see_each_other(lab: Lab, client: Client, tmp_path: Path) -> None:
+    secret = docker(
+        "exec",
+        "tracker1",
+        "/opt/mediagrid/venv/bin/mediagrid-admin",
+        "--config",
+        "/etc/mediagrid/admin.toml",
+        "app",
+        "create",
+        "e2e-other",
+    ).strip()
+    other = Client(lab.url, "e2e-other", secret)
+    src = tmp_path / "private.txt"
+    src.write_bytes(b"demo tenant only")
+    client.upload(src, "erin", "private.txt", overwrite=True)
+    with pytest.raises(MediagridError) as err:
+        other._call("GET", lab.url, f"/files/{lab.app}/erin/private.txt")
+    assert err.value.status == 403
+    with pytest.raises(MediagridError) as err:
+        other._call("GET", lab.url, f"/api/v1/files/{lab.app}/erin")
+    assert err.value.status == 403
+    assert other.list("erin") == []
+
+
+def test_groups_and_cluster_show_reality(lab: Lab, cli_env: dict[str, str]) -> None:
+    body = lab.client().groups()
+    assert {g["name"]: sorted(m["node_id"] for m in g["members"]) for g in body["groups"]} == GROUPS
+    assert all(
+        m["state"] == "ACTIVE" and m["last_heartbeat_age"] < 5 for g in body["groups"] for m in g["members"]
+    )
+    table = subprocess.run(
+        [sys.executable, "-m", "mediagrid.cli", "cluster"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for node in ("s1a", "s1b", "s2a", "s2b"):
+        assert any(line.split()[1:3] == [node, "ACTIVE"] for line in table.splitlines()), table
+
+
+def test_stopped_storage_offline_peer_takes_uploads_and_heals(
+    lab: Lab, client: Client, tmp_path: Path
+) -> None:
+    user = next(u for u in (f"heal{i}" for i in range(50)) if client.storages(u)["group"] == "g1")
+    before = tmp_path / "before.bin"
+    before.write_bytes(b"written before the stop\n" * 1000)
+    client.upload(before, user, "before.bin", overwrite=True)
+    victim, peer = "s1b", "s1a"
+    docker("stop", "-t", "1", victim)
+    stopped = time.monotonic()
+    try:
+        waited = lab.wait_states({victim: "OFFLINE"}, 10)
+        detected = time.monotonic() - stopped
+        print(f"{victim} OFFLINE {detected:.2f} s after docker stop")
+        assert detected <= 6.0
+        assert [s["node_id"] for s in client.storages(user)["storages"]] == [peer]
+        during = tmp_path / "during.bin"
+        during.write_bytes(b"written while s1b was away\n" * 1000)
+        assert client.upload(during, user, "during.bin")["node_id"] == peer
+        got = requests.get(client.playback_url(user, "before.bin"), timeout=30)
+        assert got.content == before.read_bytes()
+        del waited
+    finally:
+        docker("start", victim)
+    lab.wait_states({victim: "ACTIVE"}, 120)
+    group, rel = file_row(lab.app, user, "during.bin")
+    deadline = time.monotonic() + 120
+    while on_brick(victim, group, rel) != during.read_bytes():
+        assert time.monotonic() < deadline, "file written while away never healed onto s1b"
+        time.sleep(1)
