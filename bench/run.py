@@ -54,9 +54,7 @@ def wrk(
         argv += ["-H", f"{k}: {v}"]
     if script:
         argv += ["-s", str(script)]
-    out = subprocess.run(
-        [*argv, url], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
@@ -95,18 +93,14 @@ def drop(path: Path) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mediagrid-bench-"))
-    cluster = DevCluster(
-        root / "cluster", workers=2, bench_static=True, access_log=False
-    )
+    cluster = DevCluster(root / "cluster", workers=2, bench_static=True, access_log=False)
     cluster.start()
     hello_port = cluster.base_port + 40
     hello = subprocess.Popen(
@@ -150,9 +144,7 @@ def main() -> int:
             )
         )
 
-        ids = wrk(
-            f"http://127.0.0.1:{cluster.ids_port}/api/v1/ids?count=1000", 8, d, auth
-        )
+        ids = wrk(f"http://127.0.0.1:{cluster.ids_port}/api/v1/ids?count=1000", 8, d, auth)
         ids_base = wrk(f"{hello_url}ids1000", 8, d)
         rows.append(
             (
@@ -206,9 +198,7 @@ def main() -> int:
             )
         )
 
-        info = requests.get(
-            client.playback_url("uploader", "big0.bin"), stream=True, timeout=10
-        )
+        info = requests.get(client.playback_url("uploader", "big0.bin"), stream=True, timeout=10)
         info.close()
         row = next(f for f in client.list("uploader") if f["file_id"] == "big0.bin")
         assert row["size"] == args.size_mb << 20
