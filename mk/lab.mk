@@ -1,6 +1,7 @@
 # mediagrid lab: Makefile fragment, included by the top-level Makefile
 # (or used alone: make -f mk/lab.mk lab). Targets: lab, lab-down, lab-clean,
-# lab-images, lab-vip-takeover, lint, test-lab, test-lab-roles.
+# lab-images, lab-verify, lab-vip-takeover, lint, test-lab (test-lab-cluster,
+# test-lab-roles).
 
 LAB_ROOT        := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST))/..)))
 LAB_VENV        ?= $(LAB_ROOT)/.venv-lab
@@ -21,8 +22,9 @@ LAB_ENV         := PATH="$(LAB_BIN):$$PATH" ANSIBLE_CONFIG="$(LAB_ROOT)/ansible.
                    ANSIBLE_FORCE_COLOR="$${ANSIBLE_FORCE_COLOR:-0}" PY_COLORS=0
 LAB_PLAYBOOK    := $(LAB_ENV) ansible-playbook -i $(LAB_INVENTORY)
 
-.PHONY: lab lab-host lab-images lab-up lab-converge lab-down lab-clean \
-        lab-vip-takeover lint test-lab test-lab-cluster test-lab-roles
+LAB_PHONY := lab lab-host lab-images lab-up lab-converge lab-down lab-clean \
+        lab-vip-takeover lab-verify lint test-lab test-lab-cluster test-lab-roles
+.PHONY: $(LAB_PHONY)
 
 # The venv is a file target: built once, rebuilt when requirements change.
 $(LAB_STAMP): $(LAB_ROOT)/requirements-lab.txt
@@ -57,6 +59,12 @@ lab-clean: lab-down
 # the stopped node afterwards).
 lab-vip-takeover: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) python3 lab/vip_takeover.py $(LAB_VIP_ARGS)
+
+# Verify a running cluster (make lab, or vagrant up with
+# LAB_INVENTORY=inventory/vagrant) with the cluster scenario's steady tests.
+lab-verify: $(LAB_STAMP)
+	cd $(LAB_ROOT) && $(LAB_ENV) pytest -p no:cacheprovider -q --hosts=all --connection=ansible \
+	  --ansible-inventory=$(LAB_INVENTORY) molecule/cluster/tests/steady
 
 lint: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) yamllint --strict .
