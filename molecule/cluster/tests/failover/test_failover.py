@@ -3,7 +3,7 @@ import json
 import subprocess
 import time
 
-from lab import CLUSTER_VIP, EPHEMERAL, FRONT, has_address, http_get, wait_until
+from lab import CLUSTER_VIP, EPHEMERAL, FRONT, GROUPS, has_address, http_get, wait_until
 
 STATE = json.loads((EPHEMERAL / "failover.json").read_text())
 OLD = STATE["holder"]
@@ -28,3 +28,20 @@ def test_nginx_answers_on_vip_from_the_other_node():
     assert served_by == NEW
     print(f"VIP {CLUSTER_VIP} answered by {NEW} "
           f"{time.time() - STATE['stopped_at']:.2f} s after docker stop of {OLD} was issued")
+
+
+G1_OLD = STATE["g1_holder"]
+G1_VIP = STATE["g1_vip"]
+G1_NEW = [name for name in GROUPS["g1"][0] if name != G1_OLD][0]
+
+
+def test_dead_nginx_moves_group_vip():
+    assert wait_until(lambda: has_address(G1_NEW, G1_VIP), 10)
+    assert not has_address(G1_OLD, G1_VIP)
+
+
+def test_group_vip_answers_from_the_other_node():
+    answer = wait_until(lambda: http_get(G1_VIP, 8080, "/healthz", timeout=0.5), 10)
+    assert answer is not None
+    assert answer[0] == 200
+    assert answer[1] == G1_NEW
