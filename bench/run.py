@@ -98,9 +98,12 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sync-workers", type=int, default=2, help="gunicorn sync workers per service")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mediagrid-bench-"))
-    cluster = DevCluster(root / "cluster", workers=2, bench_static=True, access_log=False)
+    cluster = DevCluster(
+        root / "cluster", workers=2, bench_static=True, access_log=False, sync_workers=args.sync_workers
+    )
     cluster.start()
     hello_port = cluster.base_port + 40
     hello = subprocess.Popen(

@@ -102,7 +102,7 @@ class DevCluster:
     workers: int = 2
     bench_static: bool = False
     access_log: bool = True
-    sync_workers: int = 4
+    sync_workers: int = 2
     settings: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
 
