@@ -47,7 +47,7 @@ bench: deps venv
 	$(PY) bench/run.py --out docs/benchmarks.md
 
 ## test: what CI runs (.ci/run)
-test: lint-py test-control
+test: lint-py test-control lint test-lab
 
 clean:
 	rm -rf $(VENV) .dev
