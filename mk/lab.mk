@@ -41,12 +41,16 @@ lab-images: lab-host
 lab-up: lab-images $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/up.yml
 
+# The control plane ships as wheels built here (make wheels, in the top Makefile).
 lab-converge: $(LAB_STAMP)
+	$(MAKE) -C $(LAB_ROOT) wheels
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) site.yml
+	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/client.yml
 
 # One command: host packages, dockerd, images, containers, then site.yml.
 lab: lab-up lab-converge
-	@echo "mediagrid lab is up. Cluster address: http://$(LAB_NET_PREFIX).10/ (health: http://$(LAB_NET_PREFIX).10/healthz)"
+	@echo "mediagrid lab is up. Cluster address: http://$(LAB_NET_PREFIX).10/ (health: http://$(LAB_NET_PREFIX).10/api/v1/health)"
+	@echo "Client configuration for the demo app: ~/.config/mediagrid/client.toml; try: mediagrid upload movie.mp4 --user alice"
 
 lab-down: lab-host $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/down.yml
@@ -71,6 +75,7 @@ lint: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) ansible-lint --profile production
 
 test-lab-cluster: lab-images $(LAB_STAMP)
+	$(MAKE) -C $(LAB_ROOT) wheels
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/down.yml
 	cd $(LAB_ROOT) && $(LAB_ENV) molecule test -s cluster
 

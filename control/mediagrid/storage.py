@@ -59,7 +59,11 @@ def _new_spool(expected: int | None) -> Spool:
     room = free_bytes(root) - int(current_app.config["RESERVE_BYTES"])
     if room <= 0 or (expected is not None and expected > room):
         raise APIError(507, "insufficient_storage", "the group is at its space reserve")
-    return Spool(root / TMP_DIR, room)
+    try:
+        return Spool(root / TMP_DIR, room)
+    except OSError as err:
+        current_app.logger.error("cannot write to the group volume %s: %s", root, err)
+        raise APIError(503, "storage_unavailable", "this node cannot write to its group volume") from err
 
 
 def _content_type(declared: str | None, *names_: str) -> str:

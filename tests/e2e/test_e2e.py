@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from mediagrid.client import Client, MediagridError
 
 from .conftest import GROUPS, PREFIX, Lab, docker, sha256, sql
 
+RUN = uuid.uuid4().hex[:6]  # users of this run: the suite can run again on the same lab
 ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
 
 
@@ -41,7 +43,7 @@ def file_row(app: str, user: str, file_id: str) -> tuple[str, str] | None:
 
 
 def test_users_land_in_both_groups(client: Client) -> None:
-    assert {client.storages(f"spread{i}")["group"] for i in range(30)} == {"g1", "g2"}
+    assert {client.storages(f"spread{i}-{RUN}")["group"] for i in range(30)} == {"g1", "g2"}
 
 
 def test_cli_upload_download_range_and_delete(
@@ -50,13 +52,13 @@ def test_cli_upload_download_range_and_delete(
     data = clip.read_bytes()
     cli = [sys.executable, "-m", "mediagrid.cli"]
     url = subprocess.run(
-        [*cli, "upload", str(clip), "--user", "alice", "--id", "movie.mp4"],
+        [*cli, "upload", str(clip), "--user", f"alice-{RUN}", "--id", "movie.mp4"],
         env=cli_env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    assert url.startswith(f"{lab.url}/files/{lab.app}/alice/movie.mp4?")
+    assert url.startswith(f"{lab.url}/files/{lab.app}/alice-{RUN}/movie.mp4?")
     whole = requests.get(url, timeout=30)
     assert whole.status_code == 200 and whole.headers["Content-Type"] == "video/mp4"
     assert sha256(whole.content) == sha256(data)
@@ -70,8 +72,8 @@ def test_cli_upload_download_range_and_delete(
         part = requests.get(url, headers={"Range": f"bytes={rng}"}, timeout=30)
         assert part.status_code == 206 and part.content == want, rng
     # straight from every storage node of the group
-    group, rel = file_row(lab.app, "alice", "movie.mp4")
-    path = f"/api/v1/files/{lab.app}/alice/movie.mp4"
+    group, rel = file_row(lab.app, f"alice-{RUN}", "movie.mp4")
+    path = f"/api/v1/files/{lab.app}/alice-{RUN}/movie.mp4"
     for node in GROUPS[group]:
         direct = requests.get(
             f"http://{ADDRESS[node]}:8080{path}",
@@ -83,18 +85,20 @@ def test_cli_upload_download_range_and_delete(
     # the CLI's own download verifies the checksum
     out = tmp_path / "back.mp4"
     subprocess.run(
-        [*cli, "download", "movie.mp4", "--user", "alice", "-o", str(out)],
+        [*cli, "download", "movie.mp4", "--user", f"alice-{RUN}", "-o", str(out)],
         env=cli_env,
         check=True,
         capture_output=True,
     )
     assert out.read_bytes() == data
     listed = subprocess.run(
-        [*cli, "ls", "--user", "alice"], env=cli_env, capture_output=True, text=True, check=True
+        [*cli, "ls", "--user", f"alice-{RUN}"], env=cli_env, capture_output=True, text=True, check=True
     ).stdout
     assert "movie.mp4\t" in listed
-    subprocess.run([*cli, "rm", "movie.mp4", "--user", "alice"], env=cli_env, check=True, capture_output=True)
-    assert file_row(lab.app, "alice", "movie.mp4") is None
+    subprocess.run(
+        [*cli, "rm", "movie.mp4", "--user", f"alice-{RUN}"], env=cli_env, check=True, capture_output=True
+    )
+    assert file_row(lab.app, f"alice-{RUN}", "movie.mp4") is None
     for node in GROUPS[group]:
         assert on_brick(node, group, rel) is None, f"file still on {node}'s brick"
     assert requests.get(url, timeout=30).status_code == 404
@@ -104,21 +108,21 @@ def test_curl_upload_and_playback(lab: Lab, client: Client, clip: Path) -> None:
     token = client.token()
     auth = ["-H", f"Authorization: Bearer {token}"]
     lookup = subprocess.run(
-        ["curl", "-sf", *auth, f"{lab.url}/api/v1/storages?app={lab.app}&user=bob"],
+        ["curl", "-sf", *auth, f"{lab.url}/api/v1/storages?app={lab.app}&user=bob-{RUN}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     storage = json.loads(lookup)["storages"][0]["url"]
     put = subprocess.run(
-        ["curl", "-sf", "-T", str(clip), *auth, f"{storage}/api/v1/files/{lab.app}/bob/clip.mp4"],
+        ["curl", "-sf", "-T", str(clip), *auth, f"{storage}/api/v1/files/{lab.app}/bob-{RUN}/clip.mp4"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     assert json.loads(put)["sha256"] == sha256(clip.read_bytes())
     got = subprocess.run(
-        ["curl", "-sf", f"{lab.url}/files/{lab.app}/bob/clip.mp4?token={token}"],
+        ["curl", "-sf", f"{lab.url}/files/{lab.app}/bob-{RUN}/clip.mp4?token={token}"],
         capture_output=True,
         check=True,
     ).stdout
@@ -126,8 +130,8 @@ def test_curl_upload_and_playback(lab: Lab, client: Client, clip: Path) -> None:
 
 
 def test_ffprobe_decodes_and_mp4_seeking(lab: Lab, client: Client, clip: Path) -> None:
-    client.upload(clip, "carol", "clip.mp4", overwrite=True)
-    url = client.playback_url("carol", "clip.mp4")
+    client.upload(clip, f"carol-{RUN}", "clip.mp4", overwrite=True)
+    url = client.playback_url(f"carol-{RUN}", "clip.mp4")
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "json", url],
         capture_output=True,
@@ -155,8 +159,8 @@ def test_ffprobe_decodes_and_mp4_seeking(lab: Lab, client: Client, clip: Path) -
 def test_headless_chromium_plays_and_seeks(lab: Lab, client: Client, clip: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    client.upload(clip, "dora", "clip.mp4", overwrite=True)
-    url = client.playback_url("dora", "clip.mp4")
+    client.upload(clip, f"dora-{RUN}", "clip.mp4", overwrite=True)
+    url = client.playback_url(f"dora-{RUN}", "clip.mp4")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path="/usr/bin/chromium",
@@ -195,19 +199,19 @@ def test_tenants_cannot_see_each_other(lab: Lab, client: Client, tmp_path: Path)
         "/etc/mediagrid/admin.toml",
         "app",
         "create",
-        "e2e-other",
+        f"e2e-{RUN}",
     ).strip()
-    other = Client(lab.url, "e2e-other", secret)
+    other = Client(lab.url, f"e2e-{RUN}", secret)
     src = tmp_path / "private.txt"
     src.write_bytes(b"demo tenant only")
-    client.upload(src, "erin", "private.txt", overwrite=True)
+    client.upload(src, f"erin-{RUN}", "private.txt", overwrite=True)
     with pytest.raises(MediagridError) as err:
-        other._call("GET", lab.url, f"/files/{lab.app}/erin/private.txt")
+        other._call("GET", lab.url, f"/files/{lab.app}/erin-{RUN}/private.txt")
     assert err.value.status == 403
     with pytest.raises(MediagridError) as err:
-        other._call("GET", lab.url, f"/api/v1/files/{lab.app}/erin")
+        other._call("GET", lab.url, f"/api/v1/files/{lab.app}/erin-{RUN}")
     assert err.value.status == 403
-    assert other.list("erin") == []
+    assert other.list(f"erin-{RUN}") == []
 
 
 def test_groups_and_cluster_show_reality(lab: Lab, cli_env: dict[str, str]) -> None:
@@ -230,7 +234,7 @@ def test_groups_and_cluster_show_reality(lab: Lab, cli_env: dict[str, str]) -> N
 def test_stopped_storage_offline_peer_takes_uploads_and_heals(
     lab: Lab, client: Client, tmp_path: Path
 ) -> None:
-    user = next(u for u in (f"heal{i}" for i in range(50)) if client.storages(u)["group"] == "g1")
+    user = next(u for u in (f"heal{i}-{RUN}" for i in range(50)) if client.storages(u)["group"] == "g1")
     before = tmp_path / "before.bin"
     before.write_bytes(b"written before the stop\n" * 1000)
     client.upload(before, user, "before.bin", overwrite=True)
@@ -242,7 +246,11 @@ def test_stopped_storage_offline_peer_takes_uploads_and_heals(
         detected = time.monotonic() - stopped
         print(f"{victim} OFFLINE {detected:.2f} s after docker stop")
         assert detected <= 6.0
-        assert [s["node_id"] for s in client.storages(user)["storages"]] == [peer]
+        # lookups read a snapshot of the node table at most 0.5 s old
+        deadline = time.monotonic() + 2
+        while [s["node_id"] for s in client.storages(user)["storages"]] != [peer]:
+            assert time.monotonic() < deadline, "the stopped node is still offered for uploads"
+            time.sleep(0.1)
         during = tmp_path / "during.bin"
         during.write_bytes(b"written while s1b was away\n" * 1000)
         assert client.upload(during, user, "during.bin")["node_id"] == peer

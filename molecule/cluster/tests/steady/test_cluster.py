@@ -1,4 +1,5 @@
 """Cross-node behaviour of the converged cluster."""
+import json
 import uuid
 
 from lab import (BRICKS_ROOT, CLUSTER_VIP, DB_HOST, FRONT, GROUPS, MEDIA_ROOT,
@@ -53,12 +54,19 @@ def test_nginx_answers_on_group_vips():
         assert served_by in members
 
 
-def test_front_serves_group_files_through_vip():
+def test_control_plane_answers_through_vip():
+    status, _, body = http_get(CLUSTER_VIP, 80, "/api/v1/health")
+    assert status == 200
+    assert json.loads(body)["db"] == "ok"
+    status, _, body = http_get(CLUSTER_VIP, 80, "/api/v1/groups")
+    assert status == 401 and json.loads(body)["error"]["code"] == "missing_credentials"
+
+
+def test_group_files_only_through_the_gateway():
     name = f"probe-{uuid.uuid4().hex}.txt"
     node("s1b").check_output(f"echo via-vip > {MEDIA_ROOT}/g1/{name}")
-    status, _, body = http_get(CLUSTER_VIP, 80, f"/media/g1/{name}")
-    assert status == 200
-    assert body == b"via-vip\n"
+    status, _, _ = http_get(CLUSTER_VIP, 80, f"/_groups/g1/{name}")
+    assert status == 404
 
 
 def test_app_user_reaches_database_from_front():

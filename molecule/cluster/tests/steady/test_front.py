@@ -6,7 +6,9 @@ from lab import GROUPS, MEDIA_ROOT
 testinfra_hosts = ["ansible://front"]
 
 
-@pytest.mark.parametrize("service", ["nginx", "keepalived"])
+@pytest.mark.parametrize(
+    "service", ["nginx", "keepalived", "mediagrid-tracker", "mediagrid-ids", "mediagrid-gateway"]
+)
 def test_service_runs(host, service):
     assert host.service(service).is_running
     assert host.service(service).is_enabled

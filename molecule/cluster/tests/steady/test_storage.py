@@ -6,7 +6,9 @@ from lab import MEDIA_ROOT
 testinfra_hosts = ["ansible://storage"]
 
 
-@pytest.mark.parametrize("service", ["glusterd", "nginx", "keepalived"])
+@pytest.mark.parametrize(
+    "service", ["glusterd", "nginx", "keepalived", "mediagrid-storage", "mediagrid-agent"]
+)
 def test_service_runs(host, service):
     assert host.service(service).is_running
     assert host.service(service).is_enabled

@@ -17,14 +17,20 @@ def test_health_pages(host):
     assert host.check_output("curl -fsS http://127.0.0.1:8080/healthz").endswith("g1")
 
 
-def test_serves_group_files(host):
+def test_group_files_are_internal_only(host):
+    # bytes leave only through the services' X-Accel-Redirect, never by a direct URL
     host.check_output("echo media > /srv/mediagrid/g1/probe.txt")
-    assert host.check_output("curl -fsS http://127.0.0.1/media/g1/probe.txt") == "media"
-    assert host.check_output("curl -fsS http://127.0.0.1:8080/files/probe.txt") == "media"
+    for url in ("http://127.0.0.1/_groups/g1/probe.txt", "http://127.0.0.1:8080/_groups/g1/probe.txt"):
+        assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {url}") == "404"
 
 
-def test_api_placeholder(host):
-    assert host.check_output("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/api/v1/x") == "503"
+def test_errors_are_json_when_the_services_are_down(host):
+    # no control plane in this scenario: nginx answers 502 itself, as JSON
+    out = host.run("curl -s -w ' %{http_code}' http://127.0.0.1/api/v1/groups")
+    assert out.stdout.endswith(" 502")
+    assert '"code":"upstream_unavailable"' in out.stdout
+    bad = host.run("curl -s -w ' %{http_code}' 'http://127.0.0.1:8080/api/v1/files/a%00b'")
+    assert bad.stdout.endswith(" 400") and '"code":"bad_request"' in bad.stdout
 
 
 def test_default_site_removed(host):
