@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv wheels dev test test-control lint-py bench clean
+.PHONY: all deps venv wheels dev test test-control test-e2e lint-py bench clean
 all: test
 
 deps:
@@ -46,8 +46,14 @@ dev: deps venv
 bench: deps venv
 	$(PY) bench/run.py --out docs/benchmarks.md
 
+## test-e2e: a fresh lab (make lab), the end-to-end suite against it, then the lab removed
+test-e2e: deps venv
+	$(MAKE) lab-down
+	$(MAKE) lab
+	$(VENV)/bin/pytest tests/e2e -q -rs -p no:cacheprovider; rc=$$?; $(MAKE) lab-down; exit $$rc
+
 ## test: what CI runs (.ci/run)
-test: lint-py test-control lint test-lab
+test: lint-py test-control lint test-lab test-e2e
 
 clean:
 	rm -rf $(VENV) .dev
