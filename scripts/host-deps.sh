@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the control-plane tests, `make dev` and `make bench` run
+# Installs the Debian packages the tests, `make dev` and `make bench` run for real on this
+# machine: MariaDB, nginx, wrk, curl, ffmpeg, Chromium. Skips what is present.
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
