@@ -205,18 +205,11 @@ def main() -> int:
         info.close()
         row = next(f for f in client.list("uploader") if f["file_id"] == "big0.bin")
         assert row["size"] == args.size_mb << 20
-        import pymysql
-
-        conn = pymysql.connect(
-            host="127.0.0.1",
-            port=cluster.db_port,
-            user="mediagrid",
-            password=cluster.db_password,
-            database="mediagrid",
-        )
+        conn = cluster.db()
         with conn.cursor() as cur:
             cur.execute("SELECT grp, path FROM files WHERE file_id='big0.bin'")
-            grp, rel = cur.fetchone()
+            found = cur.fetchone()
+        grp, rel = found["grp"], found["path"]
         conn.close()
         static_url = f"{cluster.url}/_bench_static/{grp}/{rel}"
         play_url = client.playback_url("uploader", "big0.bin")

@@ -96,6 +96,30 @@ class Client:
         _raise_for(resp)
         return resp
 
+    def _on_group(
+        self,
+        user: str,
+        code: str,
+        call: Callable[[str], requests.Response],
+        rounds: int = 1,
+    ) -> dict[str, Any]:
+        """Try ``call`` on each storage of the user's group, best first, until one answers;
+        connection failures and 502/503/504 move on to the next, other errors are final."""
+        errors: list[str] = []
+        for attempt in range(rounds):
+            if attempt:
+                time.sleep(1)
+            for storage in self.storages(user)["storages"]:
+                try:
+                    return call(storage["url"]).json()
+                except requests.RequestException as err:
+                    errors.append(f"{storage['node_id']}: {err.__class__.__name__}")
+                except MediagridError as err:
+                    if err.status not in RETRY_STATUSES:
+                        raise
+                    errors.append(f"{storage['node_id']}: {err.code}")
+        raise MediagridError(503, code, "every storage failed: " + "; ".join(errors))
+
     @staticmethod
     def _seg(value: str) -> str:
         return quote(value, safe="")
@@ -155,29 +179,14 @@ class Client:
         else:
             method, path = "PUT", f"{base_path}/{self._seg(file_id)}"
         headers = {"Content-Type": content_type or "application/octet-stream"}
-        errors: list[str] = []
-        for attempt in range(2):  # a second round re-asks the tracker for live storages
-            for storage in self.storages(user)["storages"]:
-                try:
-                    resp = self._call(
-                        method,
-                        storage["url"],
-                        path,
-                        query,
-                        data=body,
-                        headers=headers,
-                        timeout=(3, self.timeout),
-                    )
-                    return resp.json()
-                except requests.RequestException as err:
-                    errors.append(f"{storage['node_id']}: {err.__class__.__name__}")
-                except MediagridError as err:
-                    if err.status not in RETRY_STATUSES:
-                        raise
-                    errors.append(f"{storage['node_id']}: {err.code}")
-            if attempt == 0:
-                time.sleep(1)
-        raise MediagridError(503, "upload_failed", "every storage failed: " + "; ".join(errors))
+        return self._on_group(
+            user,
+            "upload_failed",
+            lambda base: self._call(
+                method, base, path, query, data=body, headers=headers, timeout=(3, self.timeout)
+            ),
+            rounds=2,  # a second round re-asks the tracker for live storages
+        )
 
     def playback_url(self, user: str, file_id: str, ttl: int | None = None) -> str:
         expires = int(time.time()) + (self.url_ttl if ttl is None else ttl)
@@ -210,17 +219,7 @@ class Client:
 
     def delete(self, user: str, file_id: str) -> dict[str, Any]:
         path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
-        errors: list[str] = []
-        for storage in self.storages(user)["storages"]:
-            try:
-                return self._call("DELETE", storage["url"], path).json()
-            except requests.RequestException as err:
-                errors.append(f"{storage['node_id']}: {err.__class__.__name__}")
-            except MediagridError as err:
-                if err.status not in RETRY_STATUSES:
-                    raise
-                errors.append(f"{storage['node_id']}: {err.code}")
-        raise MediagridError(503, "delete_failed", "every storage failed: " + "; ".join(errors))
+        return self._on_group(user, "delete_failed", lambda base: self._call("DELETE", base, path))
 
     def list(self, user: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Every file of the user, following pages."""

@@ -159,6 +159,10 @@ class DevCluster:
         )
         return conf
 
+    def db(self) -> pymysql.connections.Connection:
+        """A connection to the cluster's database as the application user (dict rows)."""
+        return connect(self.db_conf)
+
     # -- MariaDB --------------------------------------------------------------------------
     def _mariadb_argv(self) -> list[str]:
         data = self.root / "mysql"

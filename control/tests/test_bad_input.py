@@ -35,19 +35,11 @@ def _leftovers(cluster: DevCluster) -> list[Path]:
 
 
 def _rows(cluster: DevCluster) -> int:
-    import pymysql
-
-    conn = pymysql.connect(
-        host="127.0.0.1",
-        port=cluster.db_port,
-        user="mediagrid",
-        password=cluster.db_password,
-        database="mediagrid",
-    )
+    conn = cluster.db()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM files")
-            return cur.fetchone()[0]
+            cur.execute("SELECT COUNT(*) AS n FROM files")
+            return cur.fetchone()["n"]
     finally:
         conn.close()
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pymysql
 import pytest
 import requests
 
@@ -22,14 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def _row(cluster: DevCluster, app: str, user: str, file_id: str) -> dict | None:
-    conn = pymysql.connect(
-        host="127.0.0.1",
-        port=cluster.db_port,
-        user="mediagrid",
-        password=cluster.db_password,
-        database="mediagrid",
-        cursorclass=pymysql.cursors.DictCursor,
-    )
+    conn = cluster.db()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT * FROM files WHERE app=%s AND user=%s AND file_id=%s", (app, user, file_id))
