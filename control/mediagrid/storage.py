@@ -95,6 +95,21 @@ def _stream_body(spool: Spool) -> None:
         raise APIError(400, "incomplete_body", "the client sent less than Content-Length")
 
 
+DRAIN_LIMIT = 64 << 20
+
+
+def _drain_body() -> None:
+    """Read and drop what is left of a refused body (bounded), so the error answer reaches
+    the client: closing a socket with unread data resets it, and nginx, still sending the
+    body, would then report 502 instead of our 507."""
+    left = DRAIN_LIMIT
+    try:
+        while left > 0 and (data := request.stream.read(min(left, 1 << 20))):
+            left -= len(data)
+    except (OSError, ClientDisconnected):
+        pass
+
+
 def _exists(app: str, user: str, file_id: str) -> bool:
     with get_db().cursor() as cur:
         cur.execute(
@@ -181,11 +196,13 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         rel = names.storage_path(sid, ext)
         final = _data_dir() / rel
         spool.commit(final)
-    except BaseException:
+    except BaseException as err:
         if spool is not None:
             spool.discard()
         for extra in request.environ.get("mediagrid.spools", []):
             extra.discard()
+        if isinstance(err, APIError) and err.status == 507:
+            _drain_body()
         raise
     try:
         replaced = _record(app, user, file_id, sid, rel, spool, ctype, overwrite)
