@@ -20,13 +20,15 @@ $(VENV)/.installed: requirements-dev.txt control/pyproject.toml
 
 venv: $(VENV)/.installed
 
-## wheels: the control plane and its dependencies as wheels, for nodes without registry
-## access. Reproducible (fixed timestamps, pinned dependencies): same sources, same bytes,
+## wheels: the control plane and its dependencies as wheels (and one archive of them,
+## build/wheels.tar, which the mediagrid role ships), for nodes without registry access. Reproducible (fixed timestamps, pinned dependencies): same sources, same bytes,
 ## so a second `make lab` changes nothing on the nodes.
 WHEELS := build/wheels
 $(WHEELS)/.built: $(VENV)/.installed $(shell find control/mediagrid -type f -not -name '*.pyc') requirements-dev.txt
-	rm -rf $(WHEELS)
+	rm -rf $(WHEELS) build/wheels.tar
 	SOURCE_DATE_EPOCH=315532800 $(PY) -m pip wheel -q -c requirements-dev.txt -w $(WHEELS) ./control
+	tar --sort=name --mtime=@315532800 --owner=0 --group=0 --numeric-owner \
+	    -C $(WHEELS) -cf build/wheels.tar $$(cd $(WHEELS) && ls *.whl)
 	touch $@
 
 wheels: $(WHEELS)/.built
