@@ -14,49 +14,118 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from . import config
 from .auth import signed_headers
+from .spool import TMP_DIR
 
 log = logging.getLogger("mediagrid.agent")
 
 
-_HEAL_RE = re.compile(r"^Total Number of entries:\s*(\d+)", re.MULTILINE)
+_BRICK_RE = re.compile(r"^Brick\s+([^:\s]+):", re.MULTILINE)
+_ENTRIES_RE = re.compile(r"^Total Number of entries:\s*(\S+)", re.MULTILINE)
 
 
-def gluster_pending(output: str) -> int:
-    """Sum of entries waiting for self-heal over the bricks of ``heal info summary``."""
-    counts = _HEAL_RE.findall(output)
-    if not counts:
+def gluster_pending(output: str, own_host: str) -> int:
+    """Entries this node still has to receive, from ``gluster volume heal VOL info summary``.
+
+    AFR keeps a pending entry on the brick that took a write its peer missed, so entries
+    listed under *another* node's brick are the ones this node's brick must be healed with;
+    entries under its own brick are heals it is the source of (it stays ACTIVE). A brick
+    that is not connected shows ``-`` and counts for nothing."""
+    bricks = list(_BRICK_RE.finditer(output))
+    if not bricks:
         raise ValueError("no brick summary in the output")
-    return sum(int(c) for c in counts)
+    pending = 0
+    for i, brick in enumerate(bricks):
+        end = bricks[i + 1].start() if i + 1 < len(bricks) else len(output)
+        entries = _ENTRIES_RE.search(output, brick.end(), end)
+        if brick.group(1) != own_host and entries and entries.group(1).isdigit():
+            pending += int(entries.group(1))
+    return pending
 
 
-def heal_pending(conf: Mapping[str, Any]) -> int:
-    """Entries waiting for self-heal: of the group's GlusterFS volume (``HEAL_VOLUME``) or
-    from an operator-supplied command printing an integer (``HEAL_CHECK_COMMAND``).
-    A check that fails reports the node as syncing: unsure is not healthy."""
-    try:
-        if conf.get("HEAL_VOLUME"):
-            argv = ["gluster", "volume", "heal", conf["HEAL_VOLUME"], "info", "summary"]
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
-            return gluster_pending(out.stdout)
-        if conf.get("HEAL_CHECK_COMMAND"):
-            out = subprocess.run(
-                conf["HEAL_CHECK_COMMAND"], shell=True, capture_output=True, text=True, timeout=10, check=True
-            )
-            return int(out.stdout.strip() or 0)
-    except (subprocess.SubprocessError, ValueError, OSError):
-        log.warning("heal check failed; reporting the node as syncing")
-        return 1
+def check_heal(conf: Mapping[str, Any], timeout: float = 60.0) -> int:
+    """Entries waiting to be healed onto this node: of the group's GlusterFS volume
+    (``HEAL_VOLUME``; this node's brick is the one on ``HEAL_BRICK_HOST``, by default the
+    host of ``PUBLIC_URL``) or from an operator-supplied command printing an integer
+    (``HEAL_CHECK_COMMAND``); 0 when neither is set. Raises when the check fails."""
+    if conf.get("HEAL_VOLUME"):
+        argv = ["gluster", "volume", "heal", conf["HEAL_VOLUME"], "info", "summary"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
+        own = conf.get("HEAL_BRICK_HOST") or urlsplit(conf["PUBLIC_URL"]).hostname or ""
+        return gluster_pending(out.stdout, own)
+    if conf.get("HEAL_CHECK_COMMAND"):
+        command = conf["HEAL_CHECK_COMMAND"]
+        out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout, check=True)
+        return int(out.stdout.strip() or 0)
     return 0
 
 
-def report(conf: Mapping[str, Any]) -> dict[str, Any]:
+class HealWatcher:
+    """Runs the heal check in a thread of its own, so a slow one never delays a heartbeat:
+    ``gluster volume heal info`` waits for a dead peer's brick for many seconds, exactly
+    when the surviving node must keep beating as ACTIVE. Heartbeats carry the last answer.
+    A failed check keeps the last answer (a dead peer makes the check fail, and says
+    nothing new about this node); with no answer yet, or none for ``stale_after`` seconds,
+    the node reports itself syncing: unsure is not healthy."""
+
+    def __init__(self, conf: Mapping[str, Any], period: float = 2.0, stale_after: float = 300.0) -> None:
+        self.conf, self.period, self.stale_after = conf, period, stale_after
+        self._value: int | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def check_once(self) -> None:
+        try:
+            value = check_heal(self.conf)
+        except (subprocess.SubprocessError, ValueError, OSError) as err:
+            log.warning("heal check failed (%s); keeping the last answer", err.__class__.__name__)
+            return
+        with self._lock:
+            self._value, self._at = value, time.monotonic()
+
+    def pending(self) -> int:
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at > self.stale_after:
+                return 1
+            return self._value
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.check_once()
+            stop.wait(self.period)
+
+
+def sweep_parts(data_dir: str, max_age: float, now: float | None = None) -> int:
+    """Remove upload temporaries (``.tmp/*.part``) nobody has written for ``max_age``
+    seconds: what an upload leaves when its node dies mid-stream. A live upload keeps its
+    part's mtime fresh, so a peer's upload in progress is never touched."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        parts = list(os.scandir(os.path.join(data_dir, TMP_DIR)))
+    except OSError:
+        return 0
+    for entry in parts:
+        try:
+            if entry.name.endswith(".part") and now - entry.stat().st_mtime > max_age:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d stale upload temporaries", removed)
+    return removed
+
+
+def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
     st = os.statvfs(conf["DATA_DIR"])
     return {
         "node_id": conf["NODE_ID"],
@@ -66,7 +135,7 @@ def report(conf: Mapping[str, Any]) -> dict[str, Any]:
         "total": st.f_blocks * st.f_frsize,
         "reserve": int(conf["RESERVE_BYTES"]),
         "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
-        "heal_pending": heal_pending(conf),
+        "heal_pending": heal.pending(),
     }
 
 
@@ -116,8 +185,15 @@ def run(conf: Mapping[str, Any], stop: threading.Event) -> None:
     links = [TrackerLink(url, conf) for url in conf["TRACKERS"]]
     if not links:
         raise SystemExit("agent needs MEDIAGRID_TRACKERS")
+    heal = HealWatcher(conf)
+    heal.check_once()  # the first heartbeat already knows
+    threading.Thread(target=heal.run, args=(stop,), daemon=True, name="heal").start()
+    next_sweep = 0.0
     while not stop.is_set():
-        payload = report(conf)
+        if time.monotonic() >= next_sweep:
+            sweep_parts(conf["DATA_DIR"], float(conf["STALE_PART_SECONDS"]))
+            next_sweep = time.monotonic() + 60
+        payload = report(conf, heal)
         threads = [threading.Thread(target=link.beat, args=(payload,)) for link in links]
         for t in threads:
             t.start()

@@ -3,6 +3,10 @@
 It asks the tracker (through the cluster address) for the user's group and storages,
 uploads to the best one and, when a storage fails, retries the next storage of the group.
 Downloads and playback go through the gateway with a signed URL.
+
+Calls to the cluster address ride out a moving VIP: a refused or dropped connection and a
+502/503/504 are retried with backoff for up to ``retry_for`` seconds, and a download cut
+off mid-stream resumes with a Range request where it stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from .auth import file_signature, make_token, signed_headers
 Progress = Callable[[int, int | None], None]
 CHUNK = 1 << 20
 RETRY_STATUSES = {502, 503, 504}
+CONNECT_TIMEOUT = 2.0
+MAX_RESUMES = 5
 
 
 class MediagridError(Exception):
@@ -72,6 +78,7 @@ class Client:
     secret: str
     timeout: float = 30.0
     url_ttl: int = 86400
+    retry_for: float = 8.0
 
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
@@ -95,6 +102,29 @@ class Client:
         )
         _raise_for(resp)
         return resp
+
+    def _retrying(self, what: Callable[[], Any]) -> Any:
+        """Run ``what`` until it succeeds, retrying connection failures and 502/503/504
+        with backoff for up to ``retry_for`` seconds; the last error is raised."""
+        deadline = time.monotonic() + self.retry_for
+        pause = 0.1
+        while True:
+            try:
+                return what()
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError):
+                if time.monotonic() + pause > deadline:
+                    raise
+            except MediagridError as err:
+                if err.status not in RETRY_STATUSES or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def _cluster(self, method: str, path: str, query: dict[str, Any] | None = None) -> requests.Response:
+        """A call to the cluster address (tracker, id service, gateway), retried."""
+        return self._retrying(
+            lambda: self._call(method, self.url, path, query, timeout=(CONNECT_TIMEOUT, self.timeout))
+        )
 
     def _on_group(
         self,
@@ -126,13 +156,13 @@ class Client:
 
     # -- cluster --------------------------------------------------------------------------
     def storages(self, user: str) -> dict[str, Any]:
-        return self._call("GET", self.url, "/api/v1/storages", {"app": self.app, "user": user}).json()
+        return self._cluster("GET", "/api/v1/storages", {"app": self.app, "user": user}).json()
 
     def groups(self) -> dict[str, Any]:
-        return self._call("GET", self.url, "/api/v1/groups").json()
+        return self._cluster("GET", "/api/v1/groups").json()
 
     def ids(self, count: int = 1) -> list[int]:
-        return self._call("POST", self.url, "/api/v1/ids", {"count": count}).json()["ids"]
+        return self._cluster("POST", "/api/v1/ids", {"count": count}).json()["ids"]
 
     def token(self, ttl: int = 3600) -> str:
         return make_token(self.app, self.secret, int(time.time()) + ttl)
@@ -197,25 +227,46 @@ class Client:
     def download(
         self, user: str, file_id: str, dest: IO[bytes], progress: Progress | None = None
     ) -> dict[str, Any]:
-        """Stream a file into ``dest``; verifies its SHA-256 when the server sends one."""
-        resp = self.session.get(self.playback_url(user, file_id, 600), stream=True, timeout=(3, self.timeout))
-        _raise_for(resp)
-        total = int(resp.headers.get("Content-Length", 0)) or None
+        """Stream a file into ``dest``; verifies its SHA-256 when the server sends one.
+        A transfer cut off mid-stream resumes where it stopped (Range), within ``retry_for``."""
+        url = self.playback_url(user, file_id, 600)
         sha, got = hashlib.sha256(), 0
-        for chunk in resp.iter_content(CHUNK):
-            dest.write(chunk)
-            sha.update(chunk)
-            got += len(chunk)
-            if progress:
-                progress(got, total)
-        expected = resp.headers.get("X-MG-SHA256")
+        total: int | None = None
+        expected: str | None = None
+        ctype: str | None = None
+        headers: dict[str, str] = {}
+
+        def fetch() -> requests.Response:
+            if got:
+                headers["Range"] = f"bytes={got}-"
+            timeout = (CONNECT_TIMEOUT, self.timeout)
+            resp = self.session.get(url, stream=True, headers=headers, timeout=timeout)
+            _raise_for(resp)
+            if got and resp.status_code != 206:
+                resp.close()
+                raise MediagridError(502, "resume_failed", "the server did not resume the download")
+            return resp
+
+        for resumes in range(MAX_RESUMES + 1):
+            resp = self._retrying(fetch)
+            if resumes == 0:
+                total = int(resp.headers.get("Content-Length", 0)) or None
+                expected = resp.headers.get("X-MG-SHA256")
+                ctype = resp.headers.get("Content-Type")
+            try:
+                for chunk in resp.iter_content(CHUNK):
+                    dest.write(chunk)
+                    sha.update(chunk)
+                    got += len(chunk)
+                    if progress:
+                        progress(got, total)
+                break
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                if resumes == MAX_RESUMES:
+                    raise
         if expected and expected != sha.hexdigest():
             raise MediagridError(502, "checksum_mismatch", "downloaded bytes do not match")
-        return {
-            "size": got,
-            "sha256": sha.hexdigest(),
-            "content_type": resp.headers.get("Content-Type"),
-        }
+        return {"size": got, "sha256": sha.hexdigest(), "content_type": ctype}
 
     def delete(self, user: str, file_id: str) -> dict[str, Any]:
         path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
@@ -227,7 +278,7 @@ class Client:
         after = ""
         path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}"
         while True:
-            page = self._call("GET", self.url, path, {"after": after, "limit": limit}).json()["files"]
+            page = self._cluster("GET", path, {"after": after, "limit": limit}).json()["files"]
             out.extend(page)
             if len(page) < limit:
                 return out

@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "TRACKERS": [],
     "HEAL_CHECK_COMMAND": "",
     "HEAL_VOLUME": "",
+    "HEAL_BRICK_HOST": "",
+    "STALE_PART_SECONDS": 900.0,
     # Gateway: internal nginx location prefix for group roots (X-Accel-Redirect).
     "ACCEL_PREFIX": "/_groups",
 }

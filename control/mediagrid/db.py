@@ -2,7 +2,9 @@
 
 A request takes the thread's connection with :func:`get_db`; any database error drops it
 so the next request reconnects. Reuse matters: a fresh connection per lookup would cost
-more than the lookup itself.
+more than the lookup itself. Request connections run in autocommit mode, so a lookup is
+one round trip and leaves no transaction (nor stale snapshot) behind; writes go through
+:func:`transaction`, which opens one explicitly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 from flask import Flask, current_app, g
+from pymysql.constants import SERVER_STATUS
 
 _local = threading.local()
 IDLE_PING = 1.0  # seconds
@@ -60,6 +63,7 @@ def get_db() -> pymysql.connections.Connection:
                 conn = None
         if conn is None or not conn.open:
             conn = connect(current_app.config)
+            conn.autocommit(True)
             _local.conn = conn
         _local.used = time.monotonic()
         g.db = conn
@@ -82,8 +86,10 @@ def _teardown(exc: BaseException | None) -> None:
     if exc is not None:
         discard()
         return
+    if not conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+        return  # the usual case: no round trip after a lookup
     try:
-        conn.rollback()  # end any read transaction; writes commit explicitly
+        conn.rollback()  # a transaction left open; writes commit explicitly
     except pymysql.MySQLError:
         discard()
 
@@ -106,6 +112,7 @@ def transaction() -> Iterator[pymysql.cursors.DictCursor]:
     """A cursor inside a transaction that commits on success and rolls back on error."""
     conn = get_db()
     try:
+        conn.begin()
         with conn.cursor() as cur:
             yield cur
         conn.commit()

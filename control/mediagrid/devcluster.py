@@ -33,6 +33,9 @@ APP = "demo"
 # Errors nginx answers itself, rendered as the project's JSON errors.
 JSON_ERROR_PAGES = [
     (400, "bad_request", "malformed request"),
+    (403, "forbidden", "access denied"),
+    (404, "not_found", "no such resource"),
+    (405, "method_not_allowed", "method not allowed here"),
     (413, "payload_too_large", "request body too large"),
     (414, "uri_too_long", "request URI too long"),
     (494, "headers_too_large", "request headers too large"),
@@ -267,6 +270,9 @@ class DevCluster:
             argv += ["--workers", str(self.sync_workers), "--worker-class", "sync"]
         else:
             argv += ["--workers", str(self.workers), "--worker-class", "gthread", "--threads", "4"]
+        # nginx in front enforces the request line and header limits (with JSON errors);
+        # gunicorn's own, lower ones would answer HTML before the service could.
+        argv += ["--limit-request-line", "0", "--limit-request-fields", "32768"]
         argv += ["--graceful-timeout", "5", "--log-level", "warning"]
         if self.access_log:
             argv += ["--access-logfile", "-"]

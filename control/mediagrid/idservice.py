@@ -8,7 +8,7 @@ import pymysql
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth
+from . import auth, names
 from .errors import APIError
 from .idalloc import SegmentAllocator, reserve_segment
 from .web import create_service
@@ -23,12 +23,10 @@ def _allocator() -> SegmentAllocator:
 @bp.route("/api/v1/ids", methods=["GET", "POST"])
 def ids() -> ResponseReturnValue:
     auth.authenticate_any()
-    raw = request.args.get("count", "1")
     limit = int(current_app.config["ID_MAX_BATCH"])
-    if not raw.isdigit() or not 1 <= int(raw) <= limit:
-        raise APIError(400, "invalid_count", f"count must be an integer from 1 to {limit}")
+    count = names.check_int(request.args.get("count", "1"), 1, limit, "invalid_count", "count")
     try:
-        batch = _allocator().take(int(raw))
+        batch = _allocator().take(count)
     except pymysql.MySQLError as err:
         raise APIError(503, "db_unavailable", "cannot reserve an id segment") from err
     return jsonify(ids=batch)

@@ -43,6 +43,17 @@ def check_app(value: str) -> str:
     return value
 
 
+def check_int(raw: str, low: int, high: int, code: str, what: str) -> int:
+    """An integer query argument within [low, high], written in ASCII digits.
+
+    ``str.isdigit`` alone also admits superscripts and other scripts' digits, which
+    ``int`` refuses or reads as a different number; a typo must be a 400, never a 500.
+    """
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise APIError(400, code, f"{what} must be an integer from {low} to {high}")
+    return int(raw)
+
+
 def check_group(value: str) -> str:
     if not value or not _GROUP_RE.match(value):
         raise APIError(400, "invalid_group", "group must match [a-z0-9][a-z0-9_-]{0,31}")

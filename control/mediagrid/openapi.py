@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._~@+=-]+$", "maxLength": 200}
+# File ids and users: these characters, no "..", bounded length (mediagrid.names).
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._~@+=-]+$", "minLength": 1, "maxLength": 200}
+_USER = {**_NAME, "maxLength": 128}
 
 
 def _p(
@@ -15,7 +17,7 @@ def _p(
 
 
 _APP = _p("app", schema={"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"})
-_FILE_PARAMS = [_APP, _p("user"), _p("file_id")]
+_FILE_PARAMS = [_APP, _p("user", schema=_USER), _p("file_id")]
 _FILE = {
     "type": "object",
     "properties": {
@@ -28,6 +30,81 @@ _FILE = {
         "content_type": {"type": "string"},
     },
 }
+_STORED = {
+    "description": "stored",
+    "content": {"application/json": {"schema": {**_FILE, "required": ["file_id", "size", "sha256"]}}},
+}
+_IDS = {
+    "type": "object",
+    "required": ["ids"],
+    "properties": {"ids": {"type": "array", "items": {"type": "integer", "minimum": 1}}},
+}
+_STORAGES = {
+    "type": "object",
+    "required": ["app", "user", "group", "storages"],
+    "properties": {
+        "app": {"type": "string"},
+        "user": {"type": "string"},
+        "group": {"type": "string"},
+        "storages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["node_id", "url"],
+                "properties": {"node_id": {"type": "string"}, "url": {"type": "string"}},
+            },
+        },
+    },
+}
+_LISTING = {
+    "type": "object",
+    "required": ["app", "user", "files"],
+    "properties": {
+        "app": {"type": "string"},
+        "user": {"type": "string"},
+        "files": {"type": "array", "items": {**_FILE, "required": ["file_id", "size"]}},
+    },
+}
+_GROUPS = {
+    "type": "object",
+    "required": ["groups"],
+    "properties": {
+        "offline_after": {"type": "number"},
+        "groups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "state", "members"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "state": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                    "members": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+    },
+}
+_REPORT = {
+    "type": "object",
+    "required": ["node_id", "group", "url", "free", "total", "reserve", "load", "heal_pending"],
+    "properties": {
+        "node_id": {"type": "string"},
+        "group": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"},
+        "url": {"type": "string"},
+        "free": {"type": "integer"},
+        "total": {"type": "integer"},
+        "reserve": {"type": "integer"},
+        "load": {"type": "number"},
+        "heal_pending": {"type": "integer"},
+    },
+}
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 _ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR, "503": _ERROR}
 
 SPEC: dict[str, Any] = {
@@ -46,6 +123,7 @@ SPEC: dict[str, Any] = {
         "securitySchemes": {
             "token": {"type": "http", "scheme": "bearer"},
             "signedApp": {"type": "apiKey", "in": "header", "name": "X-MG-Signature"},
+            "clusterNode": {"type": "apiKey", "in": "header", "name": "X-MG-Node"},
         },
         "responses": {
             "Error": {
@@ -77,60 +155,73 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Service health",
                 "security": [],
-                "responses": {"200": {"description": "ok"}},
+                "parameters": [_p("strict", "query", {"type": "string"}, False)],
+                "responses": {
+                    "200": {"description": "ok"},
+                    "503": {"description": "strict and MariaDB is down"},
+                },
             }
         },
         "/api/v1/storages": {
             "get": {
                 "summary": "The user's group and its ACTIVE storage servers, best first",
-                "parameters": [_p("app", "query"), _p("user", "query")],
-                "responses": {"200": {"description": "group and storages"}, **_ERRORS},
+                "parameters": [_p("app", "query", _APP["schema"]), _p("user", "query", _USER)],
+                "responses": {"200": _json("group and storages", _STORAGES), **_ERRORS},
             }
         },
         "/api/v1/groups": {
             "get": {
                 "summary": "Every group with members, states, capacity, heartbeat age",
-                "responses": {"200": {"description": "groups"}, **_ERRORS},
+                "responses": {"200": _json("groups", _GROUPS), **_ERRORS},
             }
         },
         "/api/v1/ids": {
-            "get": {
+            method: {
                 "summary": "Unique 63-bit ids (served by the id service)",
                 "parameters": [
                     _p("count", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, False)
                 ],
-                "responses": {"200": {"description": "ids"}, **_ERRORS},
-            },
+                "responses": {"200": _json("ids", _IDS), **_ERRORS},
+            }
+            for method in ("get", "post")
         },
         "/api/v1/files/{app}/{user}": {
             "get": {
                 "summary": "List a user's files (tracker)",
                 "parameters": [
                     _APP,
-                    _p("user"),
-                    _p("after", "query", required=False),
+                    _p("user", schema=_USER),
+                    _p("after", "query", {"type": "string"}, False),
                     _p("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}, False),
                 ],
-                "responses": {"200": {"description": "files"}, **_ERRORS},
+                "responses": {"200": _json("files", _LISTING), **_ERRORS},
             },
             "post": {
                 "summary": "Upload with a generated id: raw body or multipart 'file' (storage node)",
                 "parameters": [
                     _APP,
-                    _p("user"),
+                    _p("user", schema=_USER),
                     _p("file_id", "query", required=False),
-                    _p("filename", "query", required=False),
+                    _p("filename", "query", {"type": "string"}, False),
+                    _p("overwrite", "query", {"type": "string", "enum": ["0", "1"]}, False),
                 ],
                 "requestBody": {
                     "content": {
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                        **_BINARY,
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "file_id": _NAME,
+                                },
+                            }
+                        },
                     }
                 },
                 "responses": {
-                    "201": {
-                        "description": "stored",
-                        "content": {"application/json": {"schema": _FILE}},
-                    },
+                    "201": _STORED,
                     "409": _ERROR,
                     "507": _ERROR,
                     **_ERRORS,
@@ -144,16 +235,9 @@ SPEC: dict[str, Any] = {
                     *_FILE_PARAMS,
                     _p("overwrite", "query", {"type": "string", "enum": ["0", "1"]}, False),
                 ],
-                "requestBody": {
-                    "content": {
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-                    }
-                },
+                "requestBody": {"content": _BINARY},
                 "responses": {
-                    "201": {
-                        "description": "stored",
-                        "content": {"application/json": {"schema": _FILE}},
-                    },
+                    "201": _STORED,
                     "409": _ERROR,
                     "507": _ERROR,
                     **_ERRORS,
@@ -165,13 +249,14 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "bytes"},
                     "206": {"description": "range"},
+                    "421": _ERROR,
                     **_ERRORS,
                 },
             },
             "delete": {
-                "summary": "Delete row and file (storage node)",
+                "summary": "Delete row and file (storage node); 421 if the file lives in another group",
                 "parameters": _FILE_PARAMS,
-                "responses": {"200": {"description": "deleted"}, **_ERRORS},
+                "responses": {"200": _json("deleted", _FILE), "421": _ERROR, **_ERRORS},
             },
         },
         "/files/{app}/{user}/{file_id}": {
@@ -192,13 +277,17 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/cluster/join": {
             "post": {
-                "summary": "Storage node joins (cluster secret)",
+                "summary": "Storage node joins (cluster secret, signed over the body too)",
+                "security": [{"clusterNode": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _REPORT}}},
                 "responses": {"200": {"description": "joined"}, **_ERRORS},
             }
         },
         "/api/v1/cluster/heartbeat": {
             "post": {
-                "summary": "Storage node heartbeat (cluster secret)",
+                "summary": "Storage node heartbeat (cluster secret); 404 before a join",
+                "security": [{"clusterNode": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _REPORT}}},
                 "responses": {"200": {"description": "ok"}, **_ERRORS},
             }
         },

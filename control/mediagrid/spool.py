@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import APIError
 
+TMP_DIR = ".tmp"  # upload temporaries, under the group volume's root
 _SYNC_FILE_RANGE_WRITE = 2
 _WRITEBACK_EVERY = 8 << 20
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

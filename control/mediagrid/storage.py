@@ -22,11 +22,10 @@ from . import auth, files, names
 from .db import get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
-from .spool import Spool
+from .spool import TMP_DIR, Spool
 from .web import create_service
 
 bp = Blueprint("storage", __name__)
-TMP_DIR = ".tmp"
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -154,14 +156,56 @@ def test_config_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert conf["OFFLINE_AFTER"] <= 6
 
 
-def test_gluster_heal_summary_is_summed() -> None:
+def test_gluster_heal_counts_what_the_peers_hold_for_this_node() -> None:
     from mediagrid.agent import gluster_pending
 
     out = (
         "Brick 10.77.0.21:/bricks/g1\nStatus: Connected\nTotal Number of entries: 3\n"
         "Number of entries in heal pending: 3\n\n"
-        "Brick 10.77.0.22:/bricks/g1\nStatus: Connected\nTotal Number of entries: 2\n"
+        "Brick 10.77.0.22:/bricks/g1\nStatus: Connected\nTotal Number of entries: 2\n\n"
+        "Brick 10.77.0.23:/bricks/g1\nStatus: Transport endpoint is not connected\n"
+        "Total Number of entries: -\n"
     )
-    assert gluster_pending(out) == 5
+    assert gluster_pending(out, "10.77.0.21") == 2  # its own 3 are heals it is the source of
+    assert gluster_pending(out, "10.77.0.22") == 3
+    assert gluster_pending(out, "10.77.0.23") == 5
     with pytest.raises(ValueError):
-        gluster_pending("Volume g1 does not exist")
+        gluster_pending("Volume g1 does not exist", "10.77.0.21")
+
+
+def test_stale_upload_parts_are_swept(tmp_path: Path) -> None:
+
+    from mediagrid.agent import sweep_parts
+
+    tmp = tmp_path / ".tmp"
+    tmp.mkdir()
+    old, live, other = tmp / "a.part", tmp / "b.part", tmp / "c.keep"
+    for f in (old, live, other):
+        f.write_bytes(b"x")
+    os.utime(old, (1000, 1000))
+    os.utime(other, (1000, 1000))
+    assert sweep_parts(str(tmp_path), 900, now=1000 + 901) == 1
+    assert not old.exists() and live.exists() and other.exists()
+    assert sweep_parts(str(tmp_path / "missing"), 900) == 0
+
+
+def test_heal_watcher_keeps_the_last_answer_when_a_check_fails(tmp_path: Path) -> None:
+    from mediagrid.agent import HealWatcher
+
+    answer = tmp_path / "pending"
+    watcher = HealWatcher({"HEAL_CHECK_COMMAND": f"cat {answer}"}, stale_after=60)
+    assert watcher.pending() == 1  # nothing known yet: syncing
+    answer.write_text("0")
+    watcher.check_once()
+    assert watcher.pending() == 0
+    answer.unlink()  # the check fails: the last answer stands
+    watcher.check_once()
+    assert watcher.pending() == 0
+    answer.write_text("7")
+    watcher.check_once()
+    assert watcher.pending() == 7
+    watcher.stale_after = 0  # no answer for too long: syncing again
+    answer.unlink()
+    watcher.check_once()
+    time.sleep(0.01)
+    assert watcher.pending() == 1
