@@ -44,15 +44,32 @@ test-control: deps venv
 dev: deps venv
 	$(VENV)/bin/mediagrid-dev --root .dev
 
-## bench: control-plane benchmarks on loopback; writes docs/benchmarks.md
+## bench: control-plane benchmarks on loopback, then on the lab (bench-lab); both write
+## their sections of docs/benchmarks.md
 bench: deps venv
 	$(PY) bench/run.py --out docs/benchmarks.md
+	$(MAKE) bench-lab
 
-## test-e2e: a fresh lab (make lab), the end-to-end suite against it, then the lab removed
+## bench-lab: benchmarks on the lab cluster (make lab first, idempotent); run it under the
+## lab's lock when others share the lab: flock /tmp/mediagrid-lab.lock make bench-lab
+.PHONY: bench-lab
+bench-lab: deps venv
+	$(MAKE) lab
+	$(PY) bench/lab.py --out docs/benchmarks.md
+
+## drills: the failure drills and the bad-input sweep against the lab (brought up if needed);
+## every drill leaves the lab as it found it. Figures: build/lab/drills.json, docs/reliability.md
+.PHONY: drills
+drills: deps venv
+	$(MAKE) lab
+	$(VENV)/bin/pytest tests/e2e/test_drills.py tests/e2e/test_sweep.py -q -rs -s -p no:cacheprovider
+
+## test-e2e: a fresh lab (make lab), the end-to-end suite (flows, drills, sweep) against it,
+## then the lab removed
 test-e2e: deps venv
 	$(MAKE) lab-down
 	$(MAKE) lab
-	$(VENV)/bin/pytest tests/e2e -q -rs -p no:cacheprovider; rc=$$?; $(MAKE) lab-down; exit $$rc
+	$(VENV)/bin/pytest tests/e2e -q -rs -s -p no:cacheprovider; rc=$$?; $(MAKE) lab-down; exit $$rc
 
 ## test: what CI runs (.ci/run)
 test: lint-py test-control lint test-lab test-e2e

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,56 +28,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import curl_time, timed, users_lua, wrk
+
 from mediagrid.auth import signed_headers
 from mediagrid.client import Client
 from mediagrid.devcluster import DevCluster, wait_port
-
-LUA_USERS = """
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/api/v1/storages?app=demo&user=bench" .. (n % 1000))
-end
-"""
-
-
-def wrk(
-    url: str,
-    conns: int,
-    duration: int,
-    headers: dict[str, str] | None = None,
-    script: Path | None = None,
-) -> dict[str, float]:
-    argv = ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency"]
-    for k, v in (headers or {}).items():
-        argv += ["-H", f"{k}: {v}"]
-    if script:
-        argv += ["-s", str(script)]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{url}: {non2xx.group(1)} failed requests\n{out}")
-    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    return {"rps": rps, "p99_ms": float(m.group(1)) * scale}
-
-
-def curl_time(url: str) -> float:
-    """Seconds curl spends on a whole GET (its own clock, not process start-up)."""
-    out = subprocess.run(
-        ["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return float(out)
-
-
-def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def copy_fsync(src: Path, dst: Path) -> None:
@@ -119,7 +73,7 @@ def main() -> int:
         for i in range(1000):  # assign every benchmark user a group first
             client.storages(f"bench{i}")
         script = root / "users.lua"
-        script.write_text(LUA_USERS)
+        script.write_text(users_lua("bench", 1000))
         tracker = f"http://127.0.0.1:{cluster.tracker_ports[0]}/"
         hello_url = f"http://127.0.0.1:{hello_port}/"
         d = args.duration

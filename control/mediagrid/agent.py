@@ -126,16 +126,24 @@ def sweep_parts(data_dir: str, max_age: float, now: float | None = None) -> int:
 
 
 def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
-    st = os.statvfs(conf["DATA_DIR"])
+    """One heartbeat. A group volume that cannot be read (its mount lost every brick, say)
+    reports no space and a pending heal: the node stays known but is offered to nobody."""
+    pending = heal.pending()
+    try:
+        st = os.statvfs(conf["DATA_DIR"])
+        free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    except OSError as err:
+        log.warning("cannot read the group volume %s: %s", conf["DATA_DIR"], err)
+        free, total, pending = 0, 0, max(pending, 1)
     return {
         "node_id": conf["NODE_ID"],
         "group": conf["GROUP"],
         "url": conf["PUBLIC_URL"],
-        "free": st.f_bavail * st.f_frsize,
-        "total": st.f_blocks * st.f_frsize,
+        "free": free,
+        "total": total,
         "reserve": int(conf["RESERVE_BYTES"]),
         "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
-        "heal_pending": heal.pending(),
+        "heal_pending": pending,
     }
 
 

@@ -209,3 +209,20 @@ def test_heal_watcher_keeps_the_last_answer_when_a_check_fails(tmp_path: Path) -
     watcher.check_once()
     time.sleep(0.01)
     assert watcher.pending() == 1
+
+
+def test_agent_reports_an_unreadable_volume_as_unusable(tmp_path: Path) -> None:
+    from mediagrid.agent import HealWatcher, report
+
+    conf = {
+        "NODE_ID": "n",
+        "GROUP": "g",
+        "PUBLIC_URL": "http://x",
+        "RESERVE_BYTES": 0,
+        "DATA_DIR": str(tmp_path / "gone"),
+    }
+    heal = HealWatcher({})
+    heal.check_once()
+    beat = report(conf, heal)
+    assert (beat["free"], beat["heal_pending"]) == (0, 1)
+    assert report({**conf, "DATA_DIR": str(tmp_path)}, heal)["heal_pending"] == 0

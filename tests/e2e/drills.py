@@ -137,12 +137,12 @@ def free_bytes(node: str, path: str) -> int:
 
 
 def heal_entries(node: str, group: str) -> int | None:
-    """Entries of the group's volume waiting for self-heal, as ``node`` sees them."""
+    """Entries of the group's volume waiting for self-heal, as ``node`` sees them (on the
+    bricks it can reach)."""
     out = docker("exec", node, "gluster", "volume", "heal", group, "info", "summary", check=False, timeout=30)
     counts = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Total Number")]
-    if not counts or not all(c.isdigit() for c in counts):
-        return None
-    return sum(int(c) for c in counts)
+    known = [int(c) for c in counts if c.isdigit()]  # an unreachable brick shows "-"
+    return sum(known) if known else None
 
 
 def brick_files(node: str, group: str) -> set[str]:

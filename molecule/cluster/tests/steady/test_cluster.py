@@ -21,13 +21,14 @@ def test_groups_are_separate_volumes():
     assert not node("s1a").file(f"{BRICKS_ROOT}/g1/brick/{name}").exists
 
 
-def test_volumes_are_replicated_with_short_ping_timeout():
+def test_volumes_are_replicated_with_short_ping_and_heal_timeouts():
     for group, (members, _) in GROUPS.items():
         info = node(members[0]).check_output(f"gluster volume info {group}")
         assert f"Number of Bricks: 1 x {len(members)} = {len(members)}" in info
         assert "Status: Started" in info
-        timeout = node(members[0]).check_output(f"gluster volume get {group} network.ping-timeout")
-        assert timeout.splitlines()[-1].split()[1] == "2"
+        for option, value in (("network.ping-timeout", "2"), ("cluster.heal-timeout", "10")):
+            got = node(members[0]).check_output(f"gluster volume get {group} {option}")
+            assert got.splitlines()[-1].split()[1] == value, option
 
 
 def test_cluster_vip_on_exactly_one_front_node():
