@@ -13,7 +13,7 @@ import ctypes.util
 import hashlib
 import os
 import queue
-import tempfile
+import secrets
 import threading
 from pathlib import Path
 
@@ -38,10 +38,16 @@ class Spool:
     """A ``.part`` file on the group volume; ``commit`` renames it into place whole."""
 
     def __init__(self, directory: Path, limit: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
-        os.fchmod(fd, 0o644)  # nginx, under its own user, serves the file once committed
-        self.path = Path(name)
+        # Every metadata call is a round trip to each brick on a GlusterFS volume: create the
+        # part readable by nginx (0644 under the services' umask) in one call, and make the
+        # directory only when it is missing.
+        self.path = directory / f"{secrets.token_hex(12)}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o644)
         self.fd = fd
         self.sha = hashlib.sha256()
         self.size = 0
@@ -121,8 +127,11 @@ class Spool:
         os.fsync(self.fd)
         os.close(self.fd)
         self.closed = True
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self.path, final)
+        try:
+            os.rename(self.path, final)
+        except FileNotFoundError:  # the first file of its directory
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.path, final)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,19 @@ def _data_dir() -> Path:
     return Path(current_app.config["DATA_DIR"])
 
 
+_free: dict[Path, tuple[float, int]] = {}
+FREE_TTL = 0.5  # seconds a statvfs of the group volume (a round trip to every brick) is reused
+
+
 def free_bytes(path: Path) -> int:
+    now = time.monotonic()
+    cached = _free.get(path)
+    if cached is not None and now - cached[0] < FREE_TTL:
+        return cached[1]
     st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
+    free = st.f_bavail * st.f_frsize
+    _free[path] = (now, free)
+    return free
 
 
 class ShimRequest(Request):
