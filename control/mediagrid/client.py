@@ -130,18 +130,20 @@ class Client:
         self,
         user: str,
         code: str,
-        call: Callable[[str], requests.Response],
+        call: Callable[[str, bool], dict[str, Any]],
         rounds: int = 1,
     ) -> dict[str, Any]:
-        """Try ``call`` on each storage of the user's group, best first, until one answers;
-        connection failures and 502/503/504 move on to the next, other errors are final."""
+        """Try ``call(url, retried)`` on each storage of the user's group, best first, until
+        one answers; connection failures and 502/503/504 move on to the next, other errors
+        are final. ``retried`` says an earlier attempt failed in a way that may have left
+        its work done (the answer was lost)."""
         errors: list[str] = []
         for attempt in range(rounds):
             if attempt:
                 time.sleep(1)
             for storage in self.storages(user)["storages"]:
                 try:
-                    return call(storage["url"]).json()
+                    return call(storage["url"], bool(errors))
                 except requests.RequestException as err:
                     errors.append(f"{storage['node_id']}: {err.__class__.__name__}")
                 except MediagridError as err:
@@ -209,14 +211,48 @@ class Client:
         else:
             method, path = "PUT", f"{base_path}/{self._seg(file_id)}"
         headers = {"Content-Type": content_type or "application/octet-stream"}
-        return self._on_group(
-            user,
-            "upload_failed",
-            lambda base: self._call(
-                method, base, path, query, data=body, headers=headers, timeout=(3, self.timeout)
-            ),
-            rounds=2,  # a second round re-asks the tracker for live storages
-        )
+
+        def send(base: str, retried: bool) -> dict[str, Any]:
+            try:
+                return self._call(
+                    method, base, path, query, data=body, headers=headers, timeout=(3, self.timeout)
+                ).json()
+            except MediagridError as err:
+                # The attempt that failed may have stored the file and lost only its answer
+                # (its node died right after): the same bytes under the id are a success.
+                if err.status == 409 and retried and file_id is not None:
+                    stored = self._stored_as(user, file_id, fh, body.start, size)
+                    if stored is not None:
+                        return stored
+                raise
+
+        return self._on_group(user, "upload_failed", send, rounds=2)  # round 2 re-asks the tracker
+
+    def _stored_as(
+        self, user: str, file_id: str, fh: IO[bytes], start: int, size: int
+    ) -> dict[str, Any] | None:
+        """The upload answer for ``file_id`` if the cluster holds exactly these bytes."""
+        head = self._retrying(lambda: self.session.head(self.playback_url(user, file_id, 600), timeout=10))
+        if head.status_code != 200 or int(head.headers.get("Content-Length", -1)) != size:
+            return None
+        sha = hashlib.sha256()
+        fh.seek(start)
+        while chunk := fh.read(CHUNK):
+            sha.update(chunk)
+        if head.headers.get("X-MG-SHA256") != sha.hexdigest():
+            return None
+        return {
+            "app": self.app,
+            "user": user,
+            "file_id": file_id,
+            "size": size,
+            "sha256": sha.hexdigest(),
+            "content_type": head.headers.get("Content-Type"),
+            "path": f"/files/{self.app}/{user}/{file_id}",
+            "replaced": False,
+            "group": None,  # the answer that would have said where was lost
+            "node_id": None,
+        }
 
     def playback_url(self, user: str, file_id: str, ttl: int | None = None) -> str:
         expires = int(time.time()) + (self.url_ttl if ttl is None else ttl)
@@ -270,7 +306,7 @@ class Client:
 
     def delete(self, user: str, file_id: str) -> dict[str, Any]:
         path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
-        return self._on_group(user, "delete_failed", lambda base: self._call("DELETE", base, path))
+        return self._on_group(user, "delete_failed", lambda base, _: self._call("DELETE", base, path).json())
 
     def list(self, user: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Every file of the user, following pages."""

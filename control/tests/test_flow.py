@@ -125,6 +125,36 @@ def test_duplicate_id_conflicts_unless_overwrite(cluster: DevCluster, client: Cl
     assert requests.get(client.playback_url("dave", "note.txt"), timeout=10).content == second.read_bytes()
 
 
+def test_a_retry_after_a_lost_answer_is_not_a_conflict(client: Client, tmp_path: Path) -> None:
+    """An upload whose node stored the file but died before answering is retried on the
+    peer: a 409 for exactly the same bytes is the success the client never heard of."""
+    same, other = tmp_path / "same.bin", tmp_path / "other.bin"
+    same.write_bytes(b"stored, answer lost" * 1000)
+    other.write_bytes(b"different bytes" * 1000)
+    client.upload(same, "lost", "clip.bin")
+    calls: list[bool] = []
+
+    def lost_then_retry(user: str, code: str, call, rounds: int = 1):  # type: ignore[no-untyped-def]
+        base = client.storages(user)["storages"][0]["url"]
+        calls.append(True)
+        return call(base, True)  # as _on_group does after a failed first attempt
+
+    original = client._on_group
+    client._on_group = lost_then_retry  # type: ignore[method-assign]
+    try:
+        info = client.upload(same, "lost", "clip.bin")
+        assert info["sha256"] == sha256_of(same) and info["size"] == same.stat().st_size
+        with pytest.raises(MediagridError) as err:  # other bytes under the id stay a conflict
+            client.upload(other, "lost", "clip.bin")
+        assert err.value.status == 409
+    finally:
+        client._on_group = original  # type: ignore[method-assign]
+    assert calls == [True, True]
+    with pytest.raises(MediagridError) as err:  # a first attempt's 409 is a conflict
+        client.upload(same, "lost", "clip.bin")
+    assert err.value.status == 409
+
+
 def test_tenant_isolation(cluster: DevCluster, client: Client, other_client: Client, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"tenant demo only")

@@ -645,12 +645,24 @@ def test_zz_no_stray_file_or_row(
         )
         assert resp.status_code == 200, resp.text
     before_bricks, (before_ours, before_total) = baseline
+
+    def changes() -> dict[str, tuple[set[str], set[str]]]:
+        """Per node: files that appeared, and files that went other than upload parts (the
+        agent removes stale ones, STALE_PART_SECONDS, whenever it likes)."""
+        now = bricks()
+        return {
+            node: (
+                set(now[node]) - set(before),
+                {f for f in set(before) - set(now[node]) if not f.endswith(".part")},
+            )
+            for node, before in before_bricks.items()
+        }
+
     deadline = time.monotonic() + 15  # a refused upload's part file goes when its request ends
-    while (now_bricks := bricks()) != before_bricks and time.monotonic() < deadline:
+    found = changes()
+    while any(a or g for a, g in found.values()) and time.monotonic() < deadline:
         time.sleep(1)
-    for node, files in now_bricks.items():
-        assert files == before_bricks[node], (
-            f"{node}: stray {sorted(set(files) - set(before_bricks[node]))},"
-            f" gone {sorted(set(before_bricks[node]) - set(files))}"
-        )
+        found = changes()
+    for node, (added, gone) in found.items():
+        assert not added and not gone, f"{node}: stray {sorted(added)}, gone {sorted(gone)}"
     assert file_rows() == (before_ours, before_total) == (0, before_total)
