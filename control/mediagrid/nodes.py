@@ -175,8 +175,8 @@ class NodeTable:
     def _snapshot(self, fresh: bool = False) -> tuple[list[Node], dict[str, Group]]:
         now = time.monotonic()
         with self._lock:
-            taken, snap = self._snap
-            if snap is not None and not fresh and now - taken < self.snapshot_ttl:
+            expires, snap = self._snap
+            if snap is not None and not fresh and now < expires:
                 return snap
         rows = (
             self._conn()
@@ -187,18 +187,21 @@ class NodeTable:
             .fetchall()
         )
         wall = time.time()
+        # a snapshot never outlives the moment a member it holds as live turns OFFLINE, so a
+        # lookup drops a silent node exactly when /groups does
+        expires = now + self.snapshot_ttl
         nodes = []
         for r in rows:
-            if wall - r[9] > self.offline_after:
+            silent_for = wall - r[9]
+            if silent_for > self.offline_after:
                 state = OFFLINE
-            elif r[7] > 0:
-                state = SYNCING
             else:
-                state = ACTIVE
+                expires = min(expires, now + self.offline_after - silent_for)
+                state = SYNCING if r[7] > 0 else ACTIVE
             nodes.append(Node(*r, state=state))
         groups: dict[str, Group] = {}
         for node in nodes:
             groups.setdefault(node.group, Group(node.group)).nodes.append(node)
         with self._lock:
-            self._snap = (now, (nodes, groups))
+            self._snap = (expires, (nodes, groups))
         return nodes, groups

@@ -104,6 +104,19 @@ def test_node_table_states(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert {n.node_id for n in other.nodes()} == {"a", "b"}
 
 
+def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # a snapshot far longer than the silence allowed must not keep a silent node in lookups
+    table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=60.0)
+    base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
+    table.record({**base, "node_id": "a", "heal_pending": 0}, join=True)
+    assert [n.node_id for n in table.groups()["g1"].active] == ["a"]
+    first = table.groups()
+    assert table.groups() is first  # still cached while nothing can change
+    time.sleep(0.4)
+    assert table.groups()["g1"].active == []
+    assert {n.state for n in table.nodes()} == {OFFLINE}
+
+
 def test_most_free_and_hashed_strategies(tmp_path) -> None:  # type: ignore[no-untyped-def]
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=5, snapshot_ttl=0.0)
     for node, group, free in (("a", "g1", 100), ("b", "g2", 500), ("c", "g2", 300)):
