@@ -123,7 +123,10 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_url(c: Client, a: argparse.Namespace) -> int:
-    print(c.playback_url(a.user, a.file_id, a.ttl))
+    if a.direct:
+        print(c.direct_link(a.user, a.file_id, a.ttl)["url"])
+    else:
+        print(c.playback_url(a.user, a.file_id, a.ttl))
     return 0
 
 
@@ -186,6 +189,9 @@ def parser() -> argparse.ArgumentParser:
     sp = add("url", cmd_url, "print a signed playback URL")
     sp.add_argument("file_id")
     sp.add_argument("--ttl", type=int)
+    sp.add_argument(
+        "--direct", action="store_true", help="a direct link nginx serves alone (asks the tracker)"
+    )
     sp = add("cluster", cmd_cluster, "show groups and storage nodes", user=False)
     sp.add_argument("--json", action="store_true")
     sp = add("token", cmd_token, "print a bearer token for curl", user=False)

@@ -58,6 +58,12 @@ DEFAULTS: dict[str, Any] = {
     "STALE_PART_SECONDS": 900.0,
     # Gateway: internal nginx location prefix for group roots (X-Accel-Redirect).
     "ACCEL_PREFIX": "/_groups",
+    # Direct links (tracker mints, front nginx checks): the key they share, the location
+    # nginx serves them under and the longest validity an app may ask for, seconds.
+    # An empty key turns direct links off.
+    "LINK_KEY": "",
+    "LINK_PREFIX": "/d",
+    "LINK_MAX_TTL": 604800,
 }
 
 

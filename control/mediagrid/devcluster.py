@@ -36,6 +36,7 @@ JSON_ERROR_PAGES = [
     (403, "forbidden", "access denied"),
     (404, "not_found", "no such resource"),
     (405, "method_not_allowed", "method not allowed here"),
+    (410, "link_expired", "this link has expired"),
     (413, "payload_too_large", "request body too large"),
     (414, "uri_too_long", "request URI too long"),
     (494, "headers_too_large", "request headers too large"),
@@ -132,6 +133,7 @@ class DevCluster:
                 i += 1
         self.db_password = secrets.token_urlsafe(16)
         self.cluster_secret = secrets.token_urlsafe(24)
+        self.link_key = secrets.token_urlsafe(24)
         self.app = APP
         self.app_secret = ""
         self.python = sys.executable
@@ -295,7 +297,7 @@ class DevCluster:
                 name,
                 "mediagrid.tracker:create_app()",
                 port,
-                {"TRACKER_STATE_PATH": str(self.root / "run" / f"{name}.sqlite")},
+                {"TRACKER_STATE_PATH": str(self.root / "run" / f"{name}.sqlite"), "LINK_KEY": self.link_key},
             )
         s["ids"] = self._gunicorn("ids", "mediagrid.idservice:create_app()", self.ids_port, {})
         s["gateway"] = self._gunicorn("gateway", "mediagrid.gateway:create_app()", self.gateway_port, {})
@@ -347,6 +349,8 @@ class DevCluster:
             gateway_port=self.gateway_port,
             front_port=self.front_port,
             accel_prefix=config.DEFAULTS["ACCEL_PREFIX"],
+            link_prefix=config.DEFAULTS["LINK_PREFIX"],
+            link_key=self.link_key,
             groups_root=self.root / "groups",
             storages=list(self.storage_nodes.values()),
             json_error_pages=JSON_ERROR_PAGES,

@@ -65,6 +65,16 @@ _LISTING = {
         "files": {"type": "array", "items": {**_FILE, "required": ["file_id", "size"]}},
     },
 }
+_LINK = {
+    "type": "object",
+    "required": ["url", "path", "expires", "file_id", "group", "size"],
+    "properties": {
+        **_FILE["properties"],
+        "url": {"type": "string"},
+        "path": {"type": "string"},
+        "expires": {"type": "integer"},
+    },
+}
 _GROUPS = {
     "type": "object",
     "required": ["groups"],
@@ -273,6 +283,19 @@ SPEC: dict[str, Any] = {
                     "206": {"description": "range"},
                     **_ERRORS,
                 },
+            }
+        },
+        "/api/v1/links/{app}/{user}/{file_id}": {
+            "get": {
+                "summary": (
+                    "Mint a direct link (tracker): <prefix>/<group>/<path>?e=<expires>&t=<token>, "
+                    "checked and served by nginx alone; 403 if tampered, 410 once expired"
+                ),
+                "parameters": [
+                    *_FILE_PARAMS,
+                    _p("ttl", "query", {"type": "integer", "minimum": 1, "maximum": 604800}, False),
+                ],
+                "responses": {"200": _json("direct link", _LINK), **_ERRORS},
             }
         },
         "/api/v1/cluster/join": {

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, names
+from . import auth, files, links, names
 from .db import get_db
 from .errors import APIError
 from .nodes import NodeTable
@@ -132,7 +132,7 @@ def list_files(app: str, user: str) -> ResponseReturnValue:
             (app, user, after, limit),
         )
         rows = cur.fetchall()
-    files = [
+    listed = [
         {
             "file_id": r["file_id"],
             "group": r["grp"],
@@ -143,7 +143,29 @@ def list_files(app: str, user: str) -> ResponseReturnValue:
         }
         for r in rows
     ]
-    return jsonify(app=app, user=user, files=files)
+    return jsonify(app=app, user=user, files=listed)
+
+
+@bp.get("/api/v1/links/<app>/<user>/<file_id>")
+def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    """A direct link to a file: nginx checks and serves it with no service in the path."""
+    conf = current_app.config
+    names.check_app(app)
+    names.check_user(user)
+    names.check_file_id(file_id, int(conf["MAX_FILE_ID_LENGTH"]))
+    auth.require_app(app)
+    max_ttl = int(conf["LINK_MAX_TTL"])
+    ttl = names.check_int(request.args.get("ttl", "3600"), 1, max_ttl, "invalid_ttl", "ttl")
+    if not conf["LINK_KEY"]:
+        raise APIError(503, "links_disabled", "direct links are not configured on this cluster")
+    row = files.get(app, user, file_id)
+    link = links.mint(conf["LINK_KEY"], conf["LINK_PREFIX"], row["grp"], row["path"], ttl)
+    return jsonify(
+        url=request.host_url.rstrip("/") + link["path"],
+        path=link["path"],
+        expires=link["expires"],
+        **files.describe(row, app, user),
+    )
 
 
 @bp.get("/api/v1/openapi.json")

@@ -42,6 +42,17 @@ def file_row(app: str, user: str, file_id: str) -> tuple[str, str] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
+def ffprobe(url: str, entries: str = "format=duration", fmt: str = "csv=p=0") -> str:
+    """What ffprobe reads from a playback URL (by default the duration, in seconds)."""
+    return subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", entries, "-of", fmt, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
 def test_users_land_in_both_groups(client: Client) -> None:
     assert {client.storages(f"spread{i}-{RUN}")["group"] for i in range(30)} == {"g1", "g2"}
 
@@ -132,28 +143,48 @@ def test_curl_upload_and_playback(lab: Lab, client: Client, clip: Path) -> None:
 def test_ffprobe_decodes_and_mp4_seeking(lab: Lab, client: Client, clip: Path) -> None:
     client.upload(clip, f"carol-{RUN}", "clip.mp4", overwrite=True)
     url = client.playback_url(f"carol-{RUN}", "clip.mp4")
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_name", "-of", "json", url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    info = json.loads(probe.stdout)
+    info = json.loads(ffprobe(url, "format=duration:stream=codec_name", "json"))
     assert abs(float(info["format"]["duration"]) - 12.0) < 0.5
     assert {s["codec_name"] for s in info["streams"]} == {"h264", "aac"}
     decode = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", url, "-f", "null", "-"], capture_output=True, text=True, timeout=120
     )
     assert decode.returncode == 0 and decode.stderr.strip() == ""
-    start = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", f"{url}&start=5"],
+    assert abs(float(ffprobe(f"{url}&start=5")) - 7.0) < 1.0  # mp4 seeking: 12 s clip from 5 s
+
+
+def test_direct_link_plays_through_the_vip_and_dies_with_the_file(
+    lab: Lab, client: Client, clip: Path
+) -> None:
+    user = f"dora-{RUN}"
+    client.upload(clip, user, "clip.mp4", overwrite=True)
+    # minted with curl and a bearer token, as a web app's backend would
+    token = client.token()
+    minted = subprocess.run(
+        [
+            "curl",
+            "-sf",
+            "-H",
+            f"Authorization: Bearer {token}",
+            f"{lab.url}/api/v1/links/{lab.app}/{user}/clip.mp4",
+        ],
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
-    )
-    assert abs(float(start.stdout) - 7.0) < 1.0
+    ).stdout
+    url = json.loads(minted)["url"]
+    assert url.startswith(f"{lab.url}/d/")
+    got = requests.get(url, timeout=30)
+    assert got.status_code == 200 and got.content == clip.read_bytes()
+    assert got.headers["Content-Type"] == "video/mp4"
+    assert abs(float(ffprobe(f"{url}&start=5")) - 7.0) < 1.0  # mp4 seeking: 12 s clip from 5 s
+    forged = url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB")
+    assert requests.get(forged, timeout=10).json()["error"]["code"] == "forbidden"
+    client.delete(user, "clip.mp4")
+    deadline = time.monotonic() + 5  # the front's cached descriptor is revalidated every second
+    while (status := requests.get(url, timeout=10).status_code) != 404:
+        assert status == 200 and time.monotonic() < deadline, status
+        time.sleep(0.2)
 
 
 def test_headless_chromium_plays_and_seeks(lab: Lab, client: Client, clip: Path) -> None:

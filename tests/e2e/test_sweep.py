@@ -419,6 +419,20 @@ def test_playback_urls_expire_and_bind_the_file(lab: Lab, client: Client) -> Non
     expect(requests.get(f"{base}?expires={exp}&sig=", timeout=10), 401, "bad_signature")
 
 
+def test_direct_links_refuse_forgeries_and_traversal(lab: Lab) -> None:
+    # without the cluster's link key no token is right; nginx answers before any service
+    for target, status, code in (
+        (b"/d/g1/", 403, "forbidden"),
+        (b"/d/g1/00/00/0000000000000001", 403, "forbidden"),
+        (b"/d/g1/00/00/0000000000000001?e=99999999999&t=AAAAAAAAAAAAAAAAAAAAAA", 403, "forbidden"),
+        (b"/d/g1/00/00/0000000000000001?e=soon&t=", 403, "forbidden"),
+        (b"/d/g1/.glusterfs/?e=1&t=" + b"A" * 5000, 403, "forbidden"),
+        (b"/d/g1/../../etc/passwd?e=99999999999&t=x", 404, "not_found"),  # resolved to /etc/passwd
+        (b"/d/../../etc/passwd", 400, "bad_request"),  # above the root
+    ):
+        expect(raw(lab.url, "GET", target, {}), status, code)
+
+
 @pytest.fixture(scope="module")
 def other_app(lab: Lab) -> Iterator[Client]:
     name = f"sweep-{RUN}"

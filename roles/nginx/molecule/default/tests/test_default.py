@@ -1,3 +1,8 @@
+import base64
+import hashlib
+import time
+
+
 def test_nginx_runs(host):
     assert host.service("nginx").is_running
     assert host.service("nginx").is_enabled
@@ -22,6 +27,27 @@ def test_group_files_are_internal_only(host):
     host.check_output("echo media > /srv/mediagrid/g1/probe.txt")
     for url in ("http://127.0.0.1/_groups/g1/probe.txt", "http://127.0.0.1:8080/_groups/g1/probe.txt"):
         assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {url}") == "404"
+
+
+def _link(path, expires, key="molecule-only-link-key"):
+    # nginx's secure_link_md5 token, as the trackers mint it
+    digest = hashlib.md5(f"{expires}{path} {key}".encode()).digest()
+    token = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return f"http://127.0.0.1{path}?e={expires}&t={token}"
+
+
+def test_direct_links_are_checked_by_nginx(host):
+    host.check_output("echo linked > /srv/mediagrid/g1/linked.txt")
+    now = int(time.time())
+    good = _link("/d/g1/linked.txt", now + 600)
+    assert host.check_output(f"curl -fsS '{good}'") == "linked"
+    forged = _link("/d/g1/linked.txt", now + 600, key="guess")
+    expired = _link("/d/g1/linked.txt", now - 10)
+    for url, status, code in ((forged, "403", "forbidden"), (expired, "410", "link_expired")):
+        out = host.check_output(f"curl -s -w ' %{{http_code}}' '{url}'")
+        assert out.endswith(f" {status}") and f'"code":"{code}"' in out
+    key = host.file("/etc/nginx/snippets/mediagrid-link-key.conf")
+    assert key.mode == 0o600 and key.user == "root"
 
 
 def test_errors_are_json_when_the_services_are_down(host):
