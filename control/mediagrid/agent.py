@@ -7,6 +7,7 @@ does not know the node (it restarted) answers 404 and the agent joins it again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -19,10 +20,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import pymysql
 import requests
 
-from . import config
+from . import config, inflight
 from .auth import signed_headers
+from .db import connect
 from .spool import TMP_DIR
 
 log = logging.getLogger("mediagrid.agent")
@@ -125,6 +128,31 @@ def sweep_parts(data_dir: str, max_age: float, now: float | None = None) -> int:
     return removed
 
 
+class Janitor:
+    """Removes what dead uploads leave in the group volume: stale ``.part`` temporaries and
+    in-place uploads still recorded as in flight (``inflight``). MariaDB being down only
+    postpones the second to the next round."""
+
+    def __init__(self, conf: Mapping[str, Any]) -> None:
+        self.conf = conf
+        self.max_age = float(conf["STALE_PART_SECONDS"])
+        self._db: pymysql.connections.Connection | None = None
+
+    def sweep(self) -> int:
+        removed = sweep_parts(self.conf["DATA_DIR"], self.max_age)
+        try:
+            if self._db is None:
+                self._db = connect(self.conf)
+            removed += inflight.sweep(self._db, self.conf["GROUP"], self.conf["DATA_DIR"], self.max_age)
+        except pymysql.MySQLError as err:
+            log.warning("cannot sweep abandoned uploads now: %s", err)
+            if self._db is not None:
+                with contextlib.suppress(Exception):
+                    self._db.close()
+            self._db = None
+        return removed
+
+
 def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
     """One heartbeat. A group volume that cannot be read (its mount lost every brick, say)
     reports no space and a pending heal: the node stays known but is offered to nobody."""
@@ -196,10 +224,11 @@ def run(conf: Mapping[str, Any], stop: threading.Event) -> None:
     heal = HealWatcher(conf)
     heal.check_once()  # the first heartbeat already knows
     threading.Thread(target=heal.run, args=(stop,), daemon=True, name="heal").start()
+    janitor = Janitor(conf)
     next_sweep = 0.0
     while not stop.is_set():
         if time.monotonic() >= next_sweep:
-            sweep_parts(conf["DATA_DIR"], float(conf["STALE_PART_SECONDS"]))
+            janitor.sweep()
             next_sweep = time.monotonic() + 60
         payload = report(conf, heal)
         threads = [threading.Thread(target=link.beat, args=(payload,)) for link in links]

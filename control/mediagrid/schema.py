@@ -49,6 +49,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE=InnoDB""",
         ],
     ),
+    (
+        2,
+        "uploads in flight (written in place; the agents remove abandoned ones)",
+        [
+            """CREATE TABLE IF NOT EXISTS uploads (
+                sid BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+                grp VARCHAR(32) NOT NULL,
+                path VARCHAR(255) NOT NULL,
+                node VARCHAR(64) NOT NULL,
+                started TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                KEY uploads_grp_started (grp, started)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -1,9 +1,12 @@
 """Storage shim: atomic uploads into the group volume, downloads via nginx, deletes.
 
-An upload streams into a temporary file on the group's volume (hashing and counting as it
-goes), is fsynced, renamed to the path derived from a fresh storage id, and only then
-recorded in MariaDB. Any failure before the commit removes the file, so an upload is
-either complete and recorded or absent.
+Every upload gets a fresh storage id, and its path in the group volume derives from it. A
+raw-body upload (PUT, or POST of the bytes) streams straight to that path, recorded as in
+flight in MariaDB first (``inflight``); a multipart upload, whose name arrives inside the
+body, streams into a temporary file renamed into place. Either way the file is hashed and
+counted as it arrives, fsynced, and only then recorded in ``files``; nothing refers to its
+path before that. Any failure removes the file, so an upload is either complete and
+recorded or absent (and what a killed shim leaves, the agents remove).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, names
+from . import auth, files, inflight, names
 from .db import get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
-from .spool import TMP_DIR, Spool
+from .spool import Spool
 from .web import create_service
 
 bp = Blueprint("storage", __name__)
@@ -64,13 +67,14 @@ class ShimRequest(Request):
         return spool
 
 
-def _new_spool(expected: int | None) -> Spool:
+def _new_spool(expected: int | None, final: Path | None = None) -> Spool:
+    """A spool for the body: at ``final`` itself when given, else a temporary file."""
     root = _data_dir()
     room = free_bytes(root) - int(current_app.config["RESERVE_BYTES"])
     if room <= 0 or (expected is not None and expected > room):
         raise APIError(507, "insufficient_storage", "the group is at its space reserve")
     try:
-        return Spool(root / TMP_DIR, room)
+        return Spool(final, room, in_place=True) if final else Spool.temporary(root, room)
     except OSError as err:
         current_app.logger.error("cannot write to the group volume %s: %s", root, err)
         raise APIError(503, "storage_unavailable", "this node cannot write to its group volume") from err
@@ -129,6 +133,15 @@ def _exists(app: str, user: str, file_id: str) -> bool:
         return cur.fetchone() is not None
 
 
+def _naming(sid: int, file_id: str, filename: str, declared: str | None) -> tuple[str, str]:
+    """The stored object's path (from its storage id and extension) and content type."""
+    ext = names.extension(file_id) or names.extension(filename)
+    ctype = _content_type(declared, file_id, filename)
+    if not ext and ctype != "application/octet-stream":
+        ext = mimetypes.guess_extension(ctype) or ""
+    return names.storage_path(sid, ext), ctype
+
+
 def _record(
     app: str, user: str, file_id: str, sid: int, rel: str, spool: Spool, ctype: str, overwrite: bool
 ) -> str | None:
@@ -136,6 +149,8 @@ def _record(
     group = current_app.config["GROUP"]
     values = (app, user, file_id, sid, group, rel, spool.size, spool.sha.hexdigest(), ctype)
     with transaction() as cur:
+        if spool.in_place:
+            inflight.finish(cur, sid)
         old = None
         if overwrite:
             cur.execute(
@@ -160,6 +175,16 @@ def _record(
     return old["path"] if old else None
 
 
+def _abandon(sid: int) -> None:
+    """Forget a failed upload whose file is removed; if MariaDB cannot take even that, the
+    row stays and an agent's sweep removes it later."""
+    try:
+        with get_db().cursor() as cur:
+            inflight.finish(cur, sid)
+    except Exception as err:  # the answer the caller gets is the original error
+        current_app.logger.warning("upload %d stays recorded as in flight: %s", sid, err)
+
+
 def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
     names.check_app(app)
     names.check_user(user)
@@ -177,6 +202,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
     filename = request.args.get("filename", "")
     multipart = request.mimetype == "multipart/form-data"
     spool: Spool | None = None
+    began = False
     try:
         if multipart:
             upload = request.files.get("file")
@@ -193,22 +219,27 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
                 file_id = names.check_file_id(request.form["file_id"], max_len)
                 if not overwrite and _exists(app, user, file_id):
                     raise APIError(409, "file_exists", "a file with this id exists")
+            if file_id is None:
+                file_id = f"{sid:016x}"
+            rel, ctype = _naming(sid, file_id, filename, declared)
         else:
-            spool = _new_spool(request.content_length)
-            _stream_body(spool)
+            # the path is known before the body: write it in place, recorded as in flight
             declared = request.headers.get("Content-Type")
-        if file_id is None:
-            file_id = f"{sid:016x}"
-        ext = names.extension(file_id) or names.extension(filename)
-        ctype = _content_type(declared, file_id, filename)
-        if not ext and ctype != "application/octet-stream":
-            ext = mimetypes.guess_extension(ctype) or ""
-        rel = names.storage_path(sid, ext)
+            if file_id is None:
+                file_id = f"{sid:016x}"
+            rel, ctype = _naming(sid, file_id, filename, declared)
+            with get_db().cursor() as cur:
+                inflight.begin(cur, sid, current_app.config["GROUP"], rel, current_app.config["NODE_ID"])
+            began = True
+            spool = _new_spool(request.content_length, _data_dir() / rel)
+            _stream_body(spool)
         final = _data_dir() / rel
         spool.commit(final)
     except BaseException as err:
         if spool is not None:
             spool.discard()
+        if began:
+            _abandon(sid)
         for extra in request.environ.get("mediagrid.spools", []):
             extra.discard()
         if isinstance(err, APIError) and err.status == 507:
@@ -218,6 +249,8 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         replaced = _record(app, user, file_id, sid, rel, spool, ctype, overwrite)
     except BaseException:
         final.unlink(missing_ok=True)
+        if began:
+            _abandon(sid)
         raise
     if replaced:
         (_data_dir() / replaced).unlink(missing_ok=True)

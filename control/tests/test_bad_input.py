@@ -38,7 +38,8 @@ def _rows(cluster: DevCluster) -> int:
     conn = cluster.db()
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) AS n FROM files")
+            # recorded files, and uploads still recorded as in flight (none once answered)
+            cur.execute("SELECT (SELECT COUNT(*) FROM files) + (SELECT COUNT(*) FROM uploads) AS n")
             return cur.fetchone()["n"]
     finally:
         conn.close()

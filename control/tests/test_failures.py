@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from mediagrid import config, inflight
+from mediagrid.agent import Janitor
 from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
 from mediagrid.devcluster import DevCluster
@@ -162,3 +164,55 @@ def test_id_service_unreachable_is_503(cluster: DevCluster, client: Client) -> N
         assert _leftovers(cluster) == before
     finally:
         cluster.start_service("ids")
+
+
+def test_janitor_removes_an_upload_its_shim_never_finished(cluster: DevCluster, client: Client) -> None:
+    """What a shim killed mid-upload leaves: its file at the final path, still recorded as
+    in flight. The agents' janitor removes it once nobody has written it for a while, and
+    leaves alone an upload still being written (fresh mtime) however old its row."""
+    node = next(n for n, i in cluster.storage_nodes.items() if i["group"] == "g1")
+    conf = config.load(path=str(cluster.root / "conf" / f"agent-{node}.toml"))
+    root = cluster.group_dir("g1")
+    dead, live = (2**62 + 7, "7f/ff/dead.bin"), (2**62 + 8, "7f/ff/live.bin")
+    (root / "7f/ff").mkdir(parents=True, exist_ok=True)
+    for _, rel in (dead, live):
+        (root / rel).write_bytes(b"half an upload")
+    os.utime(root / dead[1], (time.time() - 3600, time.time() - 3600))
+    conn = cluster.db()
+    try:
+        with conn.cursor() as cur:
+            for sid, rel in (dead, live):
+                inflight.begin(cur, sid, "g1", rel, node)
+            cur.execute(
+                "UPDATE uploads SET started = NOW() - INTERVAL 1 HOUR WHERE sid IN (%s, %s)",
+                (dead[0], live[0]),
+            )
+        conn.commit()
+        assert Janitor(conf).sweep() == 1
+        assert not (root / dead[1]).exists() and (root / live[1]).exists()
+        with conn.cursor() as cur:
+            cur.execute("SELECT sid FROM uploads WHERE sid IN (%s, %s)", (dead[0], live[0]))
+            assert [r["sid"] for r in cur.fetchall()] == [live[0]]
+            inflight.finish(cur, live[0])
+        conn.commit()
+    finally:
+        conn.close()
+        (root / live[1]).unlink(missing_ok=True)
+        (root / "7f/ff").rmdir()
+        (root / "7f").rmdir()
+
+
+def test_in_place_uploads_leave_no_in_flight_rows(
+    cluster: DevCluster, client: Client, tmp_path: Path
+) -> None:
+    src = tmp_path / "small.bin"
+    src.write_bytes(os.urandom(70_000))
+    for i in range(5):
+        client.upload(src, "olga", f"s{i}.bin")
+    conn = cluster.db()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) AS n FROM uploads")
+            assert cur.fetchone()["n"] == 0
+    finally:
+        conn.close()
