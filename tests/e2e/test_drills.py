@@ -247,6 +247,8 @@ def test_drill3_kill_storage_during_200_uploads(lab: Lab, tmp_path: Path) -> Non
             bad.append(fid)
     rows = int(sql(f"SELECT COUNT(*) FROM files WHERE user IN ('{users[0]}', '{users[1]}')")[0][0])
     parts = [f for f in brick_files(victim, "g1") if f.startswith(".tmp/")]
+    # uploads the victim was writing in place when it died: never listed, swept by the agents
+    in_flight = int(sql(f"SELECT COUNT(*) FROM uploads WHERE node = '{victim}'")[0][0])
     record(
         "drill3_kill_storage_during_uploads",
         {
@@ -256,6 +258,7 @@ def test_drill3_kill_storage_during_200_uploads(lab: Lab, tmp_path: Path) -> Non
             "offline_detected_s": round(offline_s, 2),
             "rows": rows,
             "stale_parts_on_volume": len(parts),
+            "in_flight_uploads_left": in_flight,
         },
     )
     assert not bad, f"acknowledged uploads that do not read back: {bad}"
