@@ -12,11 +12,19 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, request
 
+from . import names
 from .db import get_db
 from .errors import APIError
 
 # Query arguments nginx's mp4 module understands; passed through to the internal location.
 _PASS_ARGS = ("start", "end")
+
+
+def check_ref(app: str, user: str, file_id: str) -> None:
+    """A file reference from a URL: app, user and file id well formed (400 otherwise)."""
+    names.check_app(app)
+    names.check_user(user)
+    names.check_file_id(file_id, int(current_app.config["MAX_FILE_ID_LENGTH"]))
 
 
 def get(app: str, user: str, file_id: str) -> dict[str, Any]:

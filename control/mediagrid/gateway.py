@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
 
-from . import auth, files, names
+from . import auth, files
 from .web import create_service
 
 bp = Blueprint("gateway", __name__)
@@ -19,9 +19,7 @@ bp = Blueprint("gateway", __name__)
 
 @bp.route("/files/<app>/<user>/<file_id>", methods=["GET", "HEAD"])
 def playback(app: str, user: str, file_id: str) -> ResponseReturnValue:
-    names.check_app(app)
-    names.check_user(user)
-    names.check_file_id(file_id, int(current_app.config["MAX_FILE_ID_LENGTH"]))
+    files.check_ref(app, user, file_id)
     auth.require_app(app, (app, user, file_id))
     return files.accel_response(files.get(app, user, file_id))
 

@@ -133,13 +133,15 @@ def _exists(app: str, user: str, file_id: str) -> bool:
         return cur.fetchone() is not None
 
 
-def _naming(sid: int, file_id: str, filename: str, declared: str | None) -> tuple[str, str]:
-    """The stored object's path (from its storage id and extension) and content type."""
+def _naming(sid: int, file_id: str | None, filename: str, declared: str | None) -> tuple[str, str, str]:
+    """The file id (generated from the storage id if none was given), the stored object's
+    path (from its storage id and extension) and its content type."""
+    file_id = file_id or f"{sid:016x}"
     ext = names.extension(file_id) or names.extension(filename)
     ctype = _content_type(declared, file_id, filename)
     if not ext and ctype != "application/octet-stream":
         ext = mimetypes.guess_extension(ctype) or ""
-    return names.storage_path(sid, ext), ctype
+    return file_id, names.storage_path(sid, ext), ctype
 
 
 def _record(
@@ -219,15 +221,10 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
                 file_id = names.check_file_id(request.form["file_id"], max_len)
                 if not overwrite and _exists(app, user, file_id):
                     raise APIError(409, "file_exists", "a file with this id exists")
-            if file_id is None:
-                file_id = f"{sid:016x}"
-            rel, ctype = _naming(sid, file_id, filename, declared)
+            file_id, rel, ctype = _naming(sid, file_id, filename, declared)
         else:
             # the path is known before the body: write it in place, recorded as in flight
-            declared = request.headers.get("Content-Type")
-            if file_id is None:
-                file_id = f"{sid:016x}"
-            rel, ctype = _naming(sid, file_id, filename, declared)
+            file_id, rel, ctype = _naming(sid, file_id, filename, request.headers.get("Content-Type"))
             with get_db().cursor() as cur:
                 inflight.begin(cur, sid, current_app.config["GROUP"], rel, current_app.config["NODE_ID"])
             began = True
@@ -280,9 +277,7 @@ def post_file(app: str, user: str) -> ResponseReturnValue:
 
 
 def _own(app: str, user: str, file_id: str) -> dict[str, Any]:
-    names.check_app(app)
-    names.check_user(user)
-    names.check_file_id(file_id, int(current_app.config["MAX_FILE_ID_LENGTH"]))
+    files.check_ref(app, user, file_id)
     auth.require_app(app, (app, user, file_id))
     row = files.get(app, user, file_id)
     if row["grp"] != current_app.config["GROUP"]:

@@ -150,9 +150,7 @@ def list_files(app: str, user: str) -> ResponseReturnValue:
 def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
     """A direct link to a file: nginx checks and serves it with no service in the path."""
     conf = current_app.config
-    names.check_app(app)
-    names.check_user(user)
-    names.check_file_id(file_id, int(conf["MAX_FILE_ID_LENGTH"]))
+    files.check_ref(app, user, file_id)
     auth.require_app(app)
     max_ttl = int(conf["LINK_MAX_TTL"])
     ttl = names.check_int(request.args.get("ttl", "3600"), 1, max_ttl, "invalid_ttl", "ttl")
