@@ -24,7 +24,15 @@ if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/n
   rm -f /var/run/docker.pid
 fi
 echo "host-deps: starting dockerd (log: /var/log/dockerd.log)"
-nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+# Only stdio is passed on: a daemon must not inherit a caller's other descriptors (the lab
+# lock that `flock /tmp/mediagrid-lab.lock make lab` holds would stay held by dockerd).
+(
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+  done
+  exec nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null
+) &
 i=0
 until docker info >/dev/null 2>&1; do
   i=$((i + 1))

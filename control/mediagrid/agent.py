@@ -35,40 +35,47 @@ _BRICK_RE = re.compile(r"^Brick\s+([^:\s]+):", re.MULTILINE)
 _ENTRIES_RE = re.compile(r"^Total Number of entries:\s*(\S+)", re.MULTILINE)
 
 
-def gluster_pending(output: str, own_host: str) -> int:
-    """Entries this node still has to receive, from ``gluster volume heal VOL info summary``.
+def gluster_heals(output: str, own_host: str) -> tuple[int, int]:
+    """``(pending, source)`` from ``gluster volume heal VOL info summary``.
 
     AFR keeps a pending entry on the brick that took a write its peer missed, so entries
-    listed under *another* node's brick are the ones this node's brick must be healed with;
-    entries under its own brick are heals it is the source of (it stays ACTIVE). A brick
-    that is not connected shows ``-`` and counts for nothing."""
+    listed under *another* node's brick are the ones this node's brick must be healed with
+    (``pending``); entries under its own brick are heals it is the source of (``source``):
+    it stays ACTIVE, but the tracker keeps its peers SYNCING until they are healed, since a
+    peer that was cut off cannot see them itself. A brick that is not connected shows ``-``
+    and counts for nothing."""
     bricks = list(_BRICK_RE.finditer(output))
     if not bricks:
         raise ValueError("no brick summary in the output")
-    pending = 0
+    pending = source = 0
     for i, brick in enumerate(bricks):
         end = bricks[i + 1].start() if i + 1 < len(bricks) else len(output)
         entries = _ENTRIES_RE.search(output, brick.end(), end)
-        if brick.group(1) != own_host and entries and entries.group(1).isdigit():
+        if not (entries and entries.group(1).isdigit()):
+            continue
+        if brick.group(1) == own_host:
+            source += int(entries.group(1))
+        else:
             pending += int(entries.group(1))
-    return pending
+    return pending, source
 
 
-def check_heal(conf: Mapping[str, Any], timeout: float = 60.0) -> int:
-    """Entries waiting to be healed onto this node: of the group's GlusterFS volume
-    (``HEAL_VOLUME``; this node's brick is the one on ``HEAL_BRICK_HOST``, by default the
-    host of ``PUBLIC_URL``) or from an operator-supplied command printing an integer
-    (``HEAL_CHECK_COMMAND``); 0 when neither is set. Raises when the check fails."""
+def check_heal(conf: Mapping[str, Any], timeout: float = 60.0) -> tuple[int, int]:
+    """``(pending, source)`` heal entries of this node (see :func:`gluster_heals`): of the
+    group's GlusterFS volume (``HEAL_VOLUME``; this node's brick is the one on
+    ``HEAL_BRICK_HOST``, by default the host of ``PUBLIC_URL``) or from an operator-supplied
+    command printing the pending count (``HEAL_CHECK_COMMAND``); ``(0, 0)`` when neither is
+    set. Raises when the check fails."""
     if conf.get("HEAL_VOLUME"):
         argv = ["gluster", "volume", "heal", conf["HEAL_VOLUME"], "info", "summary"]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
         own = conf.get("HEAL_BRICK_HOST") or urlsplit(conf["PUBLIC_URL"]).hostname or ""
-        return gluster_pending(out.stdout, own)
+        return gluster_heals(out.stdout, own)
     if conf.get("HEAL_CHECK_COMMAND"):
         command = conf["HEAL_CHECK_COMMAND"]
         out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout, check=True)
-        return int(out.stdout.strip() or 0)
-    return 0
+        return int(out.stdout.strip() or 0), 0
+    return 0, 0
 
 
 class HealWatcher:
@@ -81,7 +88,7 @@ class HealWatcher:
 
     def __init__(self, conf: Mapping[str, Any], period: float = 2.0, stale_after: float = 300.0) -> None:
         self.conf, self.period, self.stale_after = conf, period, stale_after
-        self._value: int | None = None
+        self._value: tuple[int, int] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
 
@@ -98,7 +105,12 @@ class HealWatcher:
         with self._lock:
             if self._value is None or time.monotonic() - self._at > self.stale_after:
                 return 1
-            return self._value
+            return self._value[0]
+
+    def source(self) -> int:
+        """Heals this node owes its peers (0 while unknown: it says nothing about them)."""
+        with self._lock:
+            return self._value[1] if self._value is not None else 0
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -172,6 +184,7 @@ def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
         "reserve": int(conf["RESERVE_BYTES"]),
         "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
         "heal_pending": pending,
+        "heal_source": heal.source(),
     }
 
 

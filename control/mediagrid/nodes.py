@@ -6,8 +6,11 @@ a tracker's gunicorn workers share that view; each worker reads it through a sna
 cached for a fraction of a second, so lookups cost no I/O.
 
 States are derived at read time: OFFLINE when the last heartbeat is older than
-``offline_after``; SYNCING while the node reports pending heals (it is kept out of the
-upload list but its group's files stay readable); otherwise ACTIVE.
+``offline_after``; SYNCING while the node reports pending heals, or a live peer of its
+group reports heals it is the source of (it is kept out of the upload list but its group's
+files stay readable); otherwise ACTIVE. The peer's word counts because a node that was cut
+off sees its peer's brick as unreachable, so its own count says 0 until it reconnects and
+checks again, while the peer that stayed up has counted every write it missed.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ CREATE TABLE IF NOT EXISTS nodes (
     load REAL NOT NULL,
     heal_pending INTEGER NOT NULL,
     joined REAL NOT NULL,
-    last_seen REAL NOT NULL
+    last_seen REAL NOT NULL,
+    heal_source INTEGER NOT NULL DEFAULT 0
 )
 """
+_COLUMNS = "node_id, grp, url, free, total, reserve, load, heal_pending, joined, last_seen, heal_source"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Node:
     heal_pending: int
     joined: float
     last_seen: float
+    heal_source: int
     state: str
 
     def public(self, now: float) -> dict[str, Any]:
@@ -63,6 +69,7 @@ class Node:
             "reserve": self.reserve,
             "load": self.load,
             "heal_pending": self.heal_pending,
+            "heal_source": self.heal_source,
             "last_heartbeat_age": round(max(0.0, now - self.last_seen), 3),
         }
 
@@ -119,6 +126,9 @@ class NodeTable:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}
+        if "heal_source" not in columns:  # a table made by an older tracker
+            conn.execute("ALTER TABLE nodes ADD COLUMN heal_source INTEGER NOT NULL DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -146,14 +156,17 @@ class NodeTable:
             int(report["heal_pending"]),
             now,
             now,
+            int(report.get("heal_source", 0)),
         )
         if join:
-            self._conn().execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            self._conn().execute(
+                f"INSERT OR REPLACE INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+            )
         else:
             self._conn().execute(
                 "UPDATE nodes SET grp=?, url=?, free=?, total=?, reserve=?, load=?,"
-                " heal_pending=?, last_seen=? WHERE node_id=?",
-                (*values[1:8], now, values[0]),
+                " heal_pending=?, last_seen=?, heal_source=? WHERE node_id=?",
+                (*values[1:8], now, values[10], values[0]),
             )
         with self._lock:
             self._snap = (0.0, None)  # this worker sees its own write at once
@@ -178,26 +191,27 @@ class NodeTable:
             expires, snap = self._snap
             if snap is not None and not fresh and now < expires:
                 return snap
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT node_id, grp, url, free, total, reserve, load, heal_pending, joined,"
-                " last_seen FROM nodes ORDER BY node_id"
-            )
-            .fetchall()
-        )
+        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id").fetchall()
         wall = time.time()
         # a snapshot never outlives the moment a member it holds as live turns OFFLINE, so a
         # lookup drops a silent node exactly when /groups does
         expires = now + self.snapshot_ttl
-        nodes = []
+        live: dict[str, bool] = {}
+        owed: dict[str, int] = {}  # per group: heals its live members are the source of
         for r in rows:
             silent_for = wall - r[9]
-            if silent_for > self.offline_after:
+            live[r[0]] = silent_for <= self.offline_after
+            if live[r[0]]:
+                expires = min(expires, now + self.offline_after - silent_for)
+                owed[r[1]] = owed.get(r[1], 0) + r[10]
+        nodes = []
+        for r in rows:
+            if not live[r[0]]:
                 state = OFFLINE
             else:
-                expires = min(expires, now + self.offline_after - silent_for)
-                state = SYNCING if r[7] > 0 else ACTIVE
+                # heals pending onto this node: its own count, and what its peers hold for it
+                syncing = r[7] > 0 or owed[r[1]] - r[10] > 0
+                state = SYNCING if syncing else ACTIVE
             nodes.append(Node(*r, state=state))
         groups: dict[str, Group] = {}
         for node in nodes:

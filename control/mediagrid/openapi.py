@@ -106,6 +106,7 @@ _REPORT = {
         "reserve": {"type": "integer"},
         "load": {"type": "number"},
         "heal_pending": {"type": "integer"},
+        "heal_source": {"type": "integer", "description": "heals this node owes its group peers"},
     },
 }
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}

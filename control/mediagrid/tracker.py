@@ -31,6 +31,7 @@ _REPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "load": (int, float),
     "heal_pending": int,
 }
+_OPTIONAL_FIELDS: dict[str, type] = {"heal_source": int}  # agents before it reported none
 
 
 def _table() -> NodeTable:
@@ -48,6 +49,10 @@ def _report() -> dict[str, Any]:
         value = body.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise APIError(400, "invalid_report", f"field {key!r} is missing or of the wrong type")
+    for key, kind in _OPTIONAL_FIELDS.items():
+        value = body.setdefault(key, 0)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise APIError(400, "invalid_report", f"field {key!r} is of the wrong type")
     names.check_group(body["group"])
     if not body["url"].startswith(("http://", "https://")):
         raise APIError(400, "invalid_report", "url must be an http(s) URL")

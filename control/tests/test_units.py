@@ -104,6 +104,42 @@ def test_node_table_states(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert {n.node_id for n in other.nodes()} == {"a", "b"}
 
 
+def test_a_peer_holding_heals_keeps_a_rejoined_node_syncing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # b was cut off: its own check cannot see a's brick and says 0, but a counted the writes
+    # b missed, so b stays out of uploads until a has healed it; a itself stays ACTIVE
+    table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
+    base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
+    table.record({**base, "node_id": "a", "heal_pending": 0, "heal_source": 61}, join=True)
+    table.record({**base, "node_id": "b", "heal_pending": 0}, join=True)
+    table.record({**base, "group": "g2", "node_id": "c", "heal_pending": 0}, join=True)
+    assert {n.node_id: n.state for n in table.nodes()} == {"a": ACTIVE, "b": SYNCING, "c": ACTIVE}
+    assert [n.node_id for n in table.groups()["g1"].active] == ["a"]
+    table.record({**base, "node_id": "a", "heal_pending": 0, "heal_source": 0}, join=False)
+    assert {n.state for n in table.nodes()} == {ACTIVE}
+    # an OFFLINE peer's stale count holds no one back
+    table.record({**base, "node_id": "a", "heal_pending": 0, "heal_source": 5}, join=False)
+    time.sleep(0.4)
+    table.record({**base, "node_id": "b", "heal_pending": 0}, join=False)
+    assert {n.node_id: n.state for n in table.nodes() if n.group == "g1"} == {"a": OFFLINE, "b": ACTIVE}
+
+
+def test_node_table_made_by_an_older_tracker_gains_heal_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    path = tmp_path / "t.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE nodes (node_id TEXT PRIMARY KEY, grp TEXT NOT NULL, url TEXT NOT NULL,"
+            " free INTEGER NOT NULL, total INTEGER NOT NULL, reserve INTEGER NOT NULL, load REAL NOT NULL,"
+            " heal_pending INTEGER NOT NULL, joined REAL NOT NULL, last_seen REAL NOT NULL)"
+        )
+        now = time.time()
+        conn.execute("INSERT INTO nodes VALUES ('a', 'g1', 'http://x', 1, 2, 0, 0.0, 0, ?, ?)", (now, now))
+    conn.close()
+    table = NodeTable(str(path), offline_after=5, snapshot_ttl=0.0)
+    assert [(n.node_id, n.heal_source, n.state) for n in table.nodes()] == [("a", 0, ACTIVE)]
+
+
 def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # a snapshot far longer than the silence allowed must not keep a silent node in lookups
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=60.0)
@@ -170,7 +206,7 @@ def test_config_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_gluster_heal_counts_what_the_peers_hold_for_this_node() -> None:
-    from mediagrid.agent import gluster_pending
+    from mediagrid.agent import gluster_heals
 
     out = (
         "Brick 10.77.0.21:/bricks/g1\nStatus: Connected\nTotal Number of entries: 3\n"
@@ -179,11 +215,11 @@ def test_gluster_heal_counts_what_the_peers_hold_for_this_node() -> None:
         "Brick 10.77.0.23:/bricks/g1\nStatus: Transport endpoint is not connected\n"
         "Total Number of entries: -\n"
     )
-    assert gluster_pending(out, "10.77.0.21") == 2  # its own 3 are heals it is the source of
-    assert gluster_pending(out, "10.77.0.22") == 3
-    assert gluster_pending(out, "10.77.0.23") == 5
+    assert gluster_heals(out, "10.77.0.21") == (2, 3)  # its own 3 are heals it is the source of
+    assert gluster_heals(out, "10.77.0.22") == (3, 2)
+    assert gluster_heals(out, "10.77.0.23") == (5, 0)
     with pytest.raises(ValueError):
-        gluster_pending("Volume g1 does not exist", "10.77.0.21")
+        gluster_heals("Volume g1 does not exist", "10.77.0.21")
 
 
 def test_stale_upload_parts_are_swept(tmp_path: Path) -> None:

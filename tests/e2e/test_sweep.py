@@ -249,7 +249,10 @@ def test_oversized_headers_and_request_lines(lab: Lab, storage: str, token: str)
         )
         many = {f"X-H{i}": "1" for i in range(5000)}  # ~45 KiB of small headers
         expect(raw(base, "GET", b"/api/v1/groups", {**bearer, **many}), 400, "headers_too_large")
-        expect(raw(base, "GET", b"/api/v1/groups?x=" + b"a" * 9000, bearer), 414, "uri_too_long")
+        # repeated: nginx closing a refused request without draining it reset the connection
+        # before the client read the answer, a few times in a hundred
+        for _ in range(200):
+            expect(raw(base, "GET", b"/api/v1/groups?x=" + b"a" * 9000, bearer), 414, "uri_too_long")
         expect(
             raw(base, "GET", b"/api/v1/groups", {"Authorization": "Bearer " + "x" * 70000}),
             400,
