@@ -39,6 +39,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cpu
 from common import curl_time, paced_lua, table, users_lua, write_between, wrk
 
 from mediagrid.client import Client
@@ -433,7 +434,9 @@ def main() -> int:
         path = f"/api/v1/files/{conf['app']}/{UP_USER}"
         script = host / "put.lua"
         script.write_text(put_lua(path, f"u{int(time.time())}-", 64 << 10))
+        before = cpu.sample()
         ups = wrk(best["url"] + path, args.upload_conns, duration, token, script)
+        used = cpu.spent(before, cpu.sample())
         fs_rate = {}
         for mode in ("in-place", "rename"):
             fs_dir = f"{MOUNTS}/{where_up['group']}/{BENCH_DIR}/writes-{mode}"
@@ -455,6 +458,10 @@ def main() -> int:
             f"d: the same {args.upload_conns} writers through a temporary file renamed into place"
             f" (+ directory fsync), as uploads were written before: {fs_rate['rename']:,.0f}/s."
         )
+        per_upload = ", ".join(
+            f"{kind} {secs * 1000 / ups['requests']:.1f} ms" for kind, secs in used.most_common()
+        )
+        notes.append(f"d: CPU per upload in the upload run (bench/cpu.py, lab processes): {per_upload}.")
     finally:
         removed = delete_all(conf, bench_users)
         front.sh(f"rm -rf {SCRATCH}")
