@@ -67,7 +67,7 @@ lab-vip-takeover: $(LAB_STAMP)
 # Verify a running cluster (make lab, or vagrant up with
 # LAB_INVENTORY=inventory/vagrant) with the cluster scenario's steady tests.
 lab-verify: $(LAB_STAMP)
-	cd $(LAB_ROOT) && $(LAB_ENV) pytest -p no:cacheprovider -q --hosts=all --connection=ansible \
+	cd $(LAB_ROOT) && $(LAB_ENV) pytest -p no:cacheprovider -q --connection=ansible \
 	  --ansible-inventory=$(LAB_INVENTORY) molecule/cluster/tests/steady
 
 lint: $(LAB_STAMP)
