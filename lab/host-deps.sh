@@ -26,13 +26,14 @@ fi
 echo "host-deps: starting dockerd (log: /var/log/dockerd.log)"
 # Only stdio is passed on: a daemon must not inherit a caller's other descriptors (the lab
 # lock that `flock /tmp/mediagrid-lab.lock make lab` holds would stay held by dockerd).
-(
-  for fd in /proc/self/fd/*; do
-    fd=${fd##*/}
-    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
-  done
-  exec nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null
-) &
+# dash cannot close descriptors above 9, so python3 starts it (close_fds, its own session).
+python3 - <<'PY'
+import subprocess
+
+with open("/var/log/dockerd.log", "ab") as log:
+    subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     close_fds=True, start_new_session=True)
+PY
 i=0
 until docker info >/dev/null 2>&1; do
   i=$((i + 1))
