@@ -41,7 +41,28 @@ CREATE TABLE IF NOT EXISTS nodes (
     heal_source INTEGER NOT NULL DEFAULT 0
 )
 """
-_COLUMNS = "node_id, grp, url, free, total, reserve, load, heal_pending, joined, last_seen, heal_source"
+# in Node's field order
+_COLUMNS = (
+    "node_id",
+    "grp",
+    "url",
+    "free",
+    "total",
+    "reserve",
+    "load",
+    "heal_pending",
+    "joined",
+    "last_seen",
+    "heal_source",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM nodes ORDER BY node_id"
+_JOIN = "INSERT OR REPLACE INTO nodes ({}) VALUES ({})".format(
+    ", ".join(_COLUMNS), ", ".join(f":{c}" for c in _COLUMNS)
+)
+# a heartbeat keeps the time the node joined
+_BEAT = "UPDATE nodes SET {} WHERE node_id = :node_id".format(
+    ", ".join(f"{c} = :{c}" for c in _COLUMNS if c not in ("node_id", "joined"))
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,7 @@ class NodeTable:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
@@ -145,29 +167,20 @@ class NodeTable:
     def record(self, report: dict[str, Any], join: bool) -> None:
         """Store a join or heartbeat report (fields validated by the caller)."""
         now = time.time()
-        values = (
-            report["node_id"],
-            report["group"],
-            report["url"],
-            int(report["free"]),
-            int(report["total"]),
-            int(report["reserve"]),
-            float(report["load"]),
-            int(report["heal_pending"]),
-            now,
-            now,
-            int(report.get("heal_source", 0)),
-        )
-        if join:
-            self._conn().execute(
-                f"INSERT OR REPLACE INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
-            )
-        else:
-            self._conn().execute(
-                "UPDATE nodes SET grp=?, url=?, free=?, total=?, reserve=?, load=?,"
-                " heal_pending=?, last_seen=?, heal_source=? WHERE node_id=?",
-                (*values[1:8], now, values[10], values[0]),
-            )
+        row = {
+            "node_id": report["node_id"],
+            "grp": report["group"],
+            "url": report["url"],
+            "free": int(report["free"]),
+            "total": int(report["total"]),
+            "reserve": int(report["reserve"]),
+            "load": float(report["load"]),
+            "heal_pending": int(report["heal_pending"]),
+            "joined": now,
+            "last_seen": now,
+            "heal_source": int(report.get("heal_source", 0)),
+        }
+        self._conn().execute(_JOIN if join else _BEAT, row)
         with self._lock:
             self._snap = (0.0, None)  # this worker sees its own write at once
 
@@ -191,7 +204,7 @@ class NodeTable:
             expires, snap = self._snap
             if snap is not None and not fresh and now < expires:
                 return snap
-        rows = self._conn().execute(f"SELECT {_COLUMNS} FROM nodes ORDER BY node_id").fetchall()
+        rows = self._conn().execute(_SELECT).fetchall()
         wall = time.time()
         # a snapshot never outlives the moment a member it holds as live turns OFFLINE, so a
         # lookup drops a silent node exactly when /groups does
@@ -199,18 +212,18 @@ class NodeTable:
         live: dict[str, bool] = {}
         owed: dict[str, int] = {}  # per group: heals its live members are the source of
         for r in rows:
-            silent_for = wall - r[9]
-            live[r[0]] = silent_for <= self.offline_after
-            if live[r[0]]:
+            silent_for = wall - r["last_seen"]
+            live[r["node_id"]] = silent_for <= self.offline_after
+            if live[r["node_id"]]:
                 expires = min(expires, now + self.offline_after - silent_for)
-                owed[r[1]] = owed.get(r[1], 0) + r[10]
+                owed[r["grp"]] = owed.get(r["grp"], 0) + r["heal_source"]
         nodes = []
         for r in rows:
-            if not live[r[0]]:
+            if not live[r["node_id"]]:
                 state = OFFLINE
             else:
                 # heals pending onto this node: its own count, and what its peers hold for it
-                syncing = r[7] > 0 or owed[r[1]] - r[10] > 0
+                syncing = r["heal_pending"] > 0 or owed[r["grp"]] - r["heal_source"] > 0
                 state = SYNCING if syncing else ACTIVE
             nodes.append(Node(*r, state=state))
         groups: dict[str, Group] = {}

@@ -21,17 +21,19 @@ from .web import create_service
 
 bp = Blueprint("tracker", __name__)
 
-_REPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "node_id": str,
-    "group": str,
-    "url": str,
-    "free": int,
-    "total": int,
-    "reserve": int,
-    "load": (int, float),
-    "heal_pending": int,
+# field -> (accepted types, default); a default of None marks a required field. heal_source
+# came after the first agents, so a report without it still validates.
+_REPORT_FIELDS: dict[str, tuple[type | tuple[type, ...], int | None]] = {
+    "node_id": (str, None),
+    "group": (str, None),
+    "url": (str, None),
+    "free": (int, None),
+    "total": (int, None),
+    "reserve": (int, None),
+    "load": ((int, float), None),
+    "heal_pending": (int, None),
+    "heal_source": (int, 0),
 }
-_OPTIONAL_FIELDS: dict[str, type] = {"heal_source": int}  # agents before it reported none
 
 
 def _table() -> NodeTable:
@@ -45,14 +47,11 @@ def _report() -> dict[str, Any]:
         body = None
     if not isinstance(body, dict):
         raise APIError(400, "invalid_json", "body must be a JSON object")
-    for key, kind in _REPORT_FIELDS.items():
-        value = body.get(key)
+    for key, (kind, default) in _REPORT_FIELDS.items():
+        value = body.get(key, default)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise APIError(400, "invalid_report", f"field {key!r} is missing or of the wrong type")
-    for key, kind in _OPTIONAL_FIELDS.items():
-        value = body.setdefault(key, 0)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise APIError(400, "invalid_report", f"field {key!r} is of the wrong type")
+        body[key] = value
     names.check_group(body["group"])
     if not body["url"].startswith(("http://", "https://")):
         raise APIError(400, "invalid_report", "url must be an http(s) URL")
