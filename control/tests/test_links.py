@@ -100,3 +100,18 @@ def test_cli_prints_a_direct_link(cluster: DevCluster, stored: tuple[str, bytes]
     argv += [f"--secret={cluster.app_secret}", "url", "--user", "links", "--direct", file_id]
     url = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
     assert "/d/" in url and requests.get(url, timeout=5).content == data
+
+
+def test_tokens_in_urls_stay_out_of_the_access_log(cluster: DevCluster, client: Client) -> None:
+    """?token= carries an app-wide credential: nginx logs the URI with it cut out."""
+    token = client.token(600)
+    marker = f"logcheck-{time.monotonic_ns()}"
+    for path in (f"/files/{cluster.app}/links/{marker}", f"/api/v1/files/{cluster.app}/links/{marker}"):
+        assert requests.get(f"{cluster.url}{path}?token={token}&x=1", timeout=5).status_code in (404, 405)
+    log = cluster.root / "logs" / "nginx-access.log"
+    deadline = time.monotonic() + 5
+    while log.read_text().count(f"{marker}?token=[redacted] ") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # nginx writes the line once the answer is sent
+    text = log.read_text()
+    assert text.count(f"{marker}?token=[redacted] ") == 2
+    assert token.rsplit(".", 1)[-1] not in text
