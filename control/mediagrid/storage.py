@@ -109,17 +109,18 @@ def _stream_body(spool: Spool) -> None:
         raise APIError(400, "incomplete_body", "the client sent less than Content-Length")
 
 
-DRAIN_LIMIT = 64 << 20
+DRAIN_SECONDS = 20.0
 
 
 def _drain_body() -> None:
-    """Read and drop what is left of a refused body (bounded), so the error answer reaches
-    the client: closing a socket with unread data resets it, and nginx, still sending the
-    body, would then report 502 instead of our 507."""
-    left = DRAIN_LIMIT
+    """Read and drop the rest of a refused body, for at most DRAIN_SECONDS, so the error
+    answer reaches the client. A shim that closes with body unread resets the connection,
+    and nginx, still sending the body, then answers 502 instead of our 507: with the first
+    64 MiB drained, a refused 256 MiB PUT got 502 in 6 of 30 tries."""
+    end = time.monotonic() + DRAIN_SECONDS
     try:
-        while left > 0 and (data := request.stream.read(min(left, 1 << 20))):
-            left -= len(data)
+        while time.monotonic() < end and request.stream.read(1 << 20):
+            pass
     except (OSError, ClientDisconnected):
         pass
 

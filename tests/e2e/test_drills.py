@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
+import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -463,6 +466,31 @@ def test_drill6_mariadb_stopped(lab: Lab, tmp_path: Path) -> None:
 
 
 # -- 7 ---------------------------------------------------------------------------------------
+def refuse_big_bodies(
+    token: str, app: str, user: str, body: Path, nodes: list[str], tries: int
+) -> Counter[str]:
+    """PUT ``body``, far over the room left, to each node ``tries`` times, declared and
+    chunked, without Expect (curl, which reads an early answer while it still sends): the
+    answers, as "<status> <error code>"."""
+    seen: Counter[str] = Counter()
+    for node in nodes:
+        for chunked in (False, True):
+            for _ in range(tries):
+                url = f"http://{STORAGE[node]}:8080/api/v1/files/{app}/{user}/big-{uuid.uuid4().hex}.bin"
+                argv = ["curl", "-s", "-w", "\n%{http_code}", "-T", str(body), "-H", "Expect:"]
+                argv += ["-H", f"Authorization: Bearer {token}"]
+                if chunked:
+                    argv += ["-H", "Transfer-Encoding: chunked"]
+                out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=120).stdout
+                text, _, status = out.rpartition("\n")
+                try:
+                    code = json.loads(text)["error"]["code"]
+                except (ValueError, KeyError, TypeError):
+                    code = repr(text[:60])
+                seen[f"{status} {code}"] += 1
+    return seen
+
+
 def test_drill7_fill_group_to_reserve(lab: Lab, tmp_path: Path) -> None:
     """Raise g2's reserve to just under its free space and fill it: uploads to g2 get 507,
     new users go to g1, g2's files stay readable and g1 keeps taking uploads."""
@@ -513,6 +541,11 @@ def test_drill7_fill_group_to_reserve(lab: Lab, tmp_path: Path) -> None:
             return group["free"] < filler.stat().st_size
 
         wait_until("the tracker sees the group full", group_full, 10)
+        # a big refused body gets the JSON 507 too, not nginx's 502: the shim drains it first
+        big = tmp_path / "big.bin"
+        with big.open("wb") as fh:
+            fh.truncate(256 << 20)  # sparse: read back as zeros
+        big_answers = refuse_big_bodies(client.token(), lab.app, user, big, GROUPS[full], 3)
         newcomers = {client.storages(f"d7new{i}-{RUN}")["group"] for i in range(20)}
         buf = io.BytesIO()
         client.download(user, "keep.bin", buf)
@@ -532,8 +565,14 @@ def test_drill7_fill_group_to_reserve(lab: Lab, tmp_path: Path) -> None:
         wait_until("the group is back in the assignment", as_free_as_before, 15)
     record(
         "drill7_fill_group_to_reserve",
-        {"filled_mib": len(stored) * 8, "refused": refused, "new_users_went_to": sorted(newcomers)},
+        {
+            "filled_mib": len(stored) * 8,
+            "refused": refused,
+            "refused_256mib_bodies": dict(big_answers),
+            "new_users_went_to": sorted(newcomers),
+        },
     )
     assert refused == (507, "insufficient_storage")
+    assert big_answers == Counter({"507 insufficient_storage": 12}), big_answers
     assert newcomers == {other}
     assert readable and elsewhere == other
