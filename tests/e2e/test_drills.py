@@ -358,8 +358,10 @@ def test_drill5_disconnect_and_heal(lab: Lab, tmp_path: Path) -> None:
         back = time.monotonic()
         states: list[str] = []
         while time.monotonic() - back < 180:
-            state = lab.states()[victim]
+            # the upload list first, then the state: read the other way round, a node that
+            # turns ACTIVE between the two reads is seen offered while "still SYNCING"
             offered = [s["node_id"] for s in client.storages(user)["storages"]]
+            state = lab.states()[victim]
             if not states or states[-1] != state:
                 states.append(state)
                 timeline[f"{state.lower()}_after_s"] = round(time.monotonic() - back, 2)
