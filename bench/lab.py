@@ -102,7 +102,8 @@ for t in range(threads):
     os.makedirs(os.path.join(root, "%02x" % t), exist_ok=True)
 counts = [0] * threads
 end = time.monotonic() + duration
-packs = [os.open(os.path.join(root, "pack%d" % i), os.O_RDWR | os.O_CREAT, 0o644) for i in range(2)]
+n_packs = 2 if mode == "packed" else 0
+packs = [os.open(os.path.join(root, "pack%d" % i), os.O_RDWR | os.O_CREAT, 0o644) for i in range(n_packs)]
 ends, locks = [0, 0], [threading.Lock(), threading.Lock()]
 def work(t):
     leaf = os.path.join(root, "%02x" % t)
