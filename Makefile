@@ -12,10 +12,12 @@ all: test
 deps:
 	bash scripts/host-deps.sh
 
-$(VENV)/.installed: requirements-dev.txt control/pyproject.toml
+# The control plane, and the dev cluster (control/dev: make dev, the loopback tests), which
+# is never shipped: it reads the nginx role from this checkout.
+$(VENV)/.installed: requirements-dev.txt control/pyproject.toml control/dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e control
+	$(PY) -m pip install -q -r requirements-dev.txt -e control -e control/dev
 	touch $@
 
 venv: $(VENV)/.installed

@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,8 @@ from common import curl_time, timed, users_lua, wrk
 
 from mediagrid.auth import signed_headers
 from mediagrid.client import Client
-from mediagrid.devcluster import DevCluster, wait_port
+from mediagrid_dev import DevCluster
+from mediagrid_dev.services import gunicorn
 
 
 def copy_fsync(src: Path, dst: Path) -> None:
@@ -60,14 +60,18 @@ def main() -> int:
     )
     cluster.start()
     hello_port = cluster.base_port + 40
-    hello = subprocess.Popen(
-        cluster.gunicorn_argv("hello:create_app()", hello_port, sync=True),
-        cwd=Path(__file__).resolve().parent,
-        start_new_session=True,
+    # the baseline app, served with the trackers' gunicorn settings and worker count
+    hello = gunicorn(
+        "hello",
+        "tracker",
+        hello_port,
+        workers=cluster.sync_workers,
+        access_log=False,
+        target="hello:create_app()",
     )
     rows: list[tuple[str, str, str, str, str]] = []
     try:
-        wait_port(hello_port, 30, hello)
+        hello.start(Path(__file__).resolve().parent, root / "hello.log")
         client = Client(cluster.url, cluster.app, cluster.app_secret, timeout=120)
         auth = {"Authorization": "Bearer " + client.token(7200)}
         for i in range(1000):  # assign every benchmark user a group first
@@ -165,7 +169,7 @@ def main() -> int:
             found = cur.fetchone()
         grp, rel = found["grp"], found["path"]
         conn.close()
-        static_url = f"{cluster.url}/_bench_static/{grp}/{rel}"
+        static_url = f"{cluster.static_url}/{grp}/{rel}"
         play_url = client.playback_url("uploader", "big0.bin")
         t_gw, t_st = [], []
         curl_time(static_url)  # warm the page cache
@@ -183,8 +187,7 @@ def main() -> int:
             )
         )
     finally:
-        os.killpg(hello.pid, 15)
-        hello.wait(10)
+        hello.stop()
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
 

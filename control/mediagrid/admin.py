@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from typing import Any
 
 import pymysql
 
@@ -13,21 +14,27 @@ from .db import connect
 from .errors import APIError
 
 
+def create_app(cur: Any, name: str, secret: str | None = None) -> str:
+    """Create app ``name`` if it is new; return its secret. A given ``secret`` replaces
+    the app's, else an existing app keeps its own and a new one gets a random one."""
+    names.check_app(name)
+    cur.execute(
+        "INSERT INTO apps (app, secret) VALUES (%s, %s)"
+        " ON DUPLICATE KEY UPDATE secret = IF(%s, VALUES(secret), secret)",
+        (name, secret or secrets.token_urlsafe(32), bool(secret)),
+    )
+    cur.execute("SELECT secret FROM apps WHERE app = %s", (name,))
+    return str(cur.fetchone()["secret"])
+
+
 def _app_cmd(conf: dict, args: argparse.Namespace) -> int:
     conn = connect(conf)
     try:
         with conn.cursor() as cur:
             if args.action == "create":
-                names.check_app(args.name)
-                secret = args.secret or secrets.token_urlsafe(32)
-                cur.execute(
-                    "INSERT INTO apps (app, secret) VALUES (%s, %s)"
-                    " ON DUPLICATE KEY UPDATE secret = IF(%s, VALUES(secret), secret)",
-                    (args.name, secret, bool(args.secret)),
-                )
+                secret = create_app(cur, args.name, args.secret)
                 conn.commit()
-                cur.execute("SELECT secret FROM apps WHERE app = %s", (args.name,))
-                print(cur.fetchone()["secret"])
+                print(secret)
             elif args.action == "set":
                 # idempotent, for configuration management: secret on stdin, never in argv
                 names.check_app(args.name)

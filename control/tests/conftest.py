@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mediagrid.client import Client
-from mediagrid.devcluster import DevCluster
+from mediagrid_dev import DevCluster
 
 
 @pytest.fixture(scope="session")

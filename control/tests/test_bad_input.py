@@ -12,7 +12,7 @@ import requests
 
 from mediagrid.auth import signed_headers
 from mediagrid.client import Client
-from mediagrid.devcluster import DevCluster
+from mediagrid_dev import DevCluster
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from mediagrid import config, inflight
 from mediagrid.agent import Janitor
 from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
-from mediagrid.devcluster import DevCluster
+from mediagrid_dev import DevCluster
 
 from .test_bad_input import _err, _leftovers, _rows
 

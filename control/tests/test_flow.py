@@ -13,7 +13,7 @@ import requests
 
 from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
-from mediagrid.devcluster import DevCluster
+from mediagrid_dev import DevCluster
 
 from .conftest import sha256_of
 

@@ -14,7 +14,7 @@ import requests
 
 from mediagrid import links
 from mediagrid.client import Client, MediagridError
-from mediagrid.devcluster import DevCluster
+from mediagrid_dev import DevCluster
 
 from .test_bad_input import _err
 

@@ -1,0 +1,256 @@
+"""A whole mediagrid cluster on loopback, for ``make dev``, the loopback tests and the benchmarks.
+
+A throwaway MariaDB (own data dir and port), two trackers, an id service, two groups of
+two storage shims each (a plain directory per group stands in for the group's replicated
+volume, shared by both of its shims), one agent per storage node, a gateway, and an nginx
+per node (the front and every storage node) configured by the nginx role's own files.
+Real processes, real ports, nothing mocked.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import requests
+
+from mediagrid import admin, config
+from mediagrid.auth import signed_headers
+from mediagrid.db import connect
+
+from . import conffile
+from .mariadb import MariaDB
+from .nginx import Nginx
+from .ports import find_base_port
+from .services import Service, gunicorn
+
+GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
+APP = "demo"
+
+
+@dataclass
+class DevCluster:
+    root: Path
+    base_port: int = 0
+    workers: int = 2
+    bench_static: bool = False
+    access_log: bool = True
+    sync_workers: int = 2
+    settings: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
+        self.base_port = self.base_port or find_base_port()
+        b = self.base_port
+        self.front_port = b
+        self.static_port = b + 1  # benchmark baseline (bench_static)
+        self.db_port = b + 6
+        self.tracker_ports = [b + 11, b + 12]
+        self.ids_port = b + 13
+        self.gateway_port = b + 14
+        self.storage_nodes: dict[str, dict[str, Any]] = {}
+        i = 0
+        for group, nodes in GROUPS.items():
+            for name in nodes:
+                self.storage_nodes[name] = {
+                    "name": name,
+                    "group": group,
+                    "shim_port": b + 21 + i,
+                    "port": b + 31 + i,
+                    "data_dir": str(self.root / "groups" / group),
+                }
+                i += 1
+        self.mariadb = MariaDB(self.root, self.db_port)
+        self.db_password = secrets.token_urlsafe(16)
+        self.cluster_secret = secrets.token_urlsafe(24)
+        self.link_key = secrets.token_urlsafe(24)
+        self.app = APP
+        self.app_secret = ""
+        self.python = sys.executable
+
+    # -- addresses ------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.front_port}"
+
+    @property
+    def static_url(self) -> str:
+        """The group volumes served statically by the front nginx (with bench_static)."""
+        return f"http://127.0.0.1:{self.static_port}/_bench_static"
+
+    def storage_url(self, node: str) -> str:
+        return f"http://127.0.0.1:{self.storage_nodes[node]['port']}"
+
+    def tracker_url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.tracker_ports[i]}"
+
+    def group_dir(self, group: str) -> Path:
+        return self.root / "groups" / group
+
+    # -- database -------------------------------------------------------------------------
+    @property
+    def db_conf(self) -> dict[str, Any]:
+        conf = dict(config.DEFAULTS)
+        conf.update(
+            DB_HOST="127.0.0.1",
+            DB_PORT=self.db_port,
+            DB_USER="mediagrid",
+            DB_PASSWORD=self.db_password,
+            DB_NAME="mediagrid",
+        )
+        return conf
+
+    def db(self) -> pymysql.connections.Connection:
+        """A connection to the cluster's database as the application user (dict rows)."""
+        return connect(self.db_conf)
+
+    def add_app(self, app: str) -> str:
+        """A new app (tenant) with a fresh secret, as ``mediagrid-admin app create`` makes it."""
+        conn = self.db()
+        try:
+            with conn.cursor() as cur:
+                secret = admin.create_app(cur, app, secrets.token_urlsafe(32))
+            conn.commit()
+        finally:
+            conn.close()
+        return secret
+
+    # -- services -------------------------------------------------------------------------
+    def _write_conf(self, name: str, extra: dict[str, Any]) -> Path:
+        conf = {
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": self.db_port,
+            "DB_USER": "mediagrid",
+            "DB_PASSWORD": self.db_password,
+            "DB_NAME": "mediagrid",
+            "CLUSTER_SECRET": self.cluster_secret,
+            **self.settings,
+            **extra,
+        }
+        return conffile.write(self.root / "conf" / f"{name}.toml", conf)
+
+    def _gunicorn(self, name: str, service: str, port: int, extra: dict[str, Any]) -> Service:
+        workers = self.workers if service == "storage" else self.sync_workers
+        svc = gunicorn(name, service, port, workers=workers, access_log=self.access_log)
+        svc.env["MEDIAGRID_CONFIG"] = str(self._write_conf(name, extra))
+        return svc
+
+    def _define(self) -> None:
+        s: dict[str, Service] = {}
+        s["mariadb"] = Service("mariadb", self.mariadb.argv(), self.db_port)
+        trackers = [self.tracker_url(i) for i in range(len(self.tracker_ports))]
+        for i, port in enumerate(self.tracker_ports):
+            name = f"tracker{i + 1}"
+            state = str(self.root / "run" / f"{name}.sqlite")
+            s[name] = self._gunicorn(
+                name, "tracker", port, {"TRACKER_STATE_PATH": state, "LINK_KEY": self.link_key}
+            )
+        s["ids"] = self._gunicorn("ids", "ids", self.ids_port, {})
+        s["gateway"] = self._gunicorn("gateway", "gateway", self.gateway_port, {})
+        for name, node in self.storage_nodes.items():
+            node_conf = {
+                "GROUP": node["group"],
+                "NODE_ID": name,
+                "DATA_DIR": node["data_dir"],
+                "PUBLIC_URL": self.storage_url(name),
+                "TRACKERS": trackers,
+                "ID_SERVICE_URLS": [self.url],
+            }
+            s[f"shim-{name}"] = self._gunicorn(f"shim-{name}", "storage", node["shim_port"], node_conf)
+            agent_conf = self._write_conf(f"agent-{name}", node_conf)
+            s[f"agent-{name}"] = Service(
+                f"agent-{name}", [self.python, "-m", "mediagrid.agent", "--config", str(agent_conf)], None
+            )
+        # As on the lab: a front node's nginx proxies to its own tracker; the other tracker
+        # is reached directly (by the agents and the tests), as another front node's is.
+        nginx = Nginx(
+            self.root,
+            {"nginx_front_media_root": str(self.root / "groups"), "nginx_link_key": self.link_key},
+            self.static_port if self.bench_static else 0,
+        )
+        front = {
+            "nginx_front_port": self.front_port,
+            "nginx_front_tracker_port": self.tracker_ports[0],
+            "nginx_front_ids_port": self.ids_port,
+            "nginx_front_gateway_port": self.gateway_port,
+        }
+        s["nginx-front"] = nginx.node("front", "front", self.front_port, front)
+        for name, node in self.storage_nodes.items():
+            storage = {
+                "nginx_storage_port": node["port"],
+                "nginx_storage_shim_port": node["shim_port"],
+                "nginx_storage_group": node["group"],
+                "nginx_storage_root": node["data_dir"],
+            }
+            s[f"nginx-{name}"] = nginx.node(name, "storage", node["port"], storage)
+        self.services = s
+
+    def start_service(self, name: str, timeout: float = 30.0) -> None:
+        self.services[name].start(self.root, self.root / "logs" / f"{name}.log", timeout)
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        self.services[name].stop(sig, timeout)
+
+    def reconfigure(self, name: str, extra: dict[str, Any]) -> None:
+        """Restart a gunicorn service with settings added to its configuration file."""
+        conffile.update(Path(self.services[name].env["MEDIAGRID_CONFIG"]), extra)
+        self.stop_service(name)
+        self.start_service(name)
+
+    def node_services(self, node: str) -> list[str]:
+        return [f"shim-{node}", f"agent-{node}"]
+
+    def start(self) -> None:
+        for sub in ("run", "logs", "conf", "mysql", *(f"groups/{g}" for g in GROUPS)):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.mariadb.init()
+        self._define()
+        try:
+            self.start_service("mariadb", 60)
+            self.mariadb.wait()
+            self.mariadb.bootstrap(self.db_conf)
+            self.app_secret = self.add_app(self.app)
+            # services, then the nginx in front of them, then the agents that heartbeat
+            order = sorted(self.services, key=lambda n: (n.startswith("agent-"), n.startswith("nginx-")))
+            for name in order:
+                if name != "mariadb":
+                    self.start_service(name)
+            self.wait_active(len(self.storage_nodes), 30)
+        except BaseException:
+            self.stop()
+            raise
+        conffile.write(
+            self.root / "client.toml", {"url": self.url, "app": self.app, "secret": self.app_secret}
+        )
+
+    def wait_active(self, count: int, timeout: float) -> None:
+        """Wait until every tracker sees ``count`` ACTIVE nodes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ok = True
+            for i in range(len(self.tracker_ports)):
+                headers = signed_headers(self.app, self.app_secret, "GET", "/api/v1/groups")
+                try:
+                    body = requests.get(
+                        self.tracker_url(i) + "/api/v1/groups", headers=headers, timeout=2
+                    ).json()
+                except (requests.RequestException, ValueError):
+                    ok = False
+                    break
+                active = sum(m["state"] == "ACTIVE" for g in body.get("groups", []) for m in g["members"])
+                ok = ok and active >= count
+            if ok:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"fewer than {count} ACTIVE storage nodes after {timeout}s")
+
+    def stop(self) -> None:
+        for name in reversed(list(self.services)):
+            self.stop_service(name)

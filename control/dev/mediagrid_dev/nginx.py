@@ -1,0 +1,115 @@
+"""The dev cluster's nginx: the nginx role's own files, and one nginx per node as on the lab.
+
+The plain files of roles/nginx/files (the snippets every server block includes, the
+access log format) are linked as they are. The role's templates (the front and storage
+server blocks, the JSON error pages, the direct links' key) are rendered with Jinja2 from
+the role's defaults, with the dev cluster's ports and paths over them, as Ansible renders
+them on a node. What the loopback tests run is what the role deploys; only the main
+configuration (templates/nginx.conf.j2, the node's /etc/nginx/nginx.conf) is the harness's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .services import Service
+
+REPO = Path(__file__).resolve().parents[3]
+ROLE = REPO / "roles" / "nginx"
+MANAGED = "Rendered from roles/nginx by the dev cluster (mediagrid_dev.nginx); do not edit."
+
+
+def _comment(text: str, style: str = "plain") -> str:
+    """Ansible's ``comment`` filter, for the styles the role's templates use."""
+    if style == "xml":
+        return "<!--\n" + "".join(f" - {line}\n" for line in text.splitlines()) + "-->"
+    return "#\n" + "".join(f"# {line}\n" for line in text.splitlines()) + "#"
+
+
+def _environment() -> jinja2.Environment:
+    if not (ROLE / "defaults" / "main.yml").is_file():
+        raise RuntimeError(f"no nginx role at {ROLE}: run the dev cluster from a checkout (pip install -e)")
+    # as Ansible's template module: trailing newlines kept, a block tag's newline dropped
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([ROLE / "templates", Path(__file__).parent / "templates"]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+    )
+    env.filters["comment"] = _comment
+    return env
+
+
+def role_vars(env: jinja2.Environment, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The role's defaults with ``overrides`` over them; defaults that are themselves
+    templates ("{{ other_var }}") are rendered against the result, as Ansible does."""
+    variables: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    variables.update(overrides)
+    for key, value in variables.items():
+        if isinstance(value, str) and "{{" in value:
+            variables[key] = env.from_string(value).render(variables)
+    return variables
+
+
+def _link_all(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.iterdir()):
+        (dst / path.name).symlink_to(path)
+
+
+class Nginx:
+    """Writes every node's configuration under ``root``/nginx and defines its service."""
+
+    def __init__(self, root: Path, shared: Mapping[str, Any], bench_static_port: int = 0) -> None:
+        self.root = root
+        self.dir = root / "nginx"
+        self.env = _environment()
+        self.bench_static_port = bench_static_port
+        self.shared = {
+            "ansible_managed": MANAGED,
+            "nginx_listen_address": "127.0.0.1",
+            "nginx_access_log": str(root / "logs" / "nginx-access.log"),
+            "nginx_snippets_dir": str(self.dir / "snippets"),
+            **shared,
+        }
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        # the role's configure tasks, for the files every node shares
+        _link_all(ROLE / "files" / "conf.d", self.dir / "conf.d")
+        _link_all(ROLE / "files" / "snippets", self.dir / "snippets")
+        self._render("json-errors.conf.j2", self.dir / "snippets" / "mediagrid-json-errors.conf", {})
+        self._render("link-key.conf.j2", self.dir / "snippets" / "mediagrid-link-key.conf", {})
+
+    def _render(self, template: str, dest: Path, overrides: Mapping[str, Any]) -> None:
+        variables = role_vars(self.env, {**self.shared, **overrides})
+        dest.write_text(self.env.get_template(template).render(variables))
+
+    def node(self, name: str, site: str, port: int, overrides: Mapping[str, Any]) -> Service:
+        """One node's nginx serving the role's ``site`` (front or storage) server block."""
+        prefix = self.dir / name
+        www = prefix / "www"
+        www.mkdir(parents=True)
+        node_vars = {"inventory_hostname": name, "nginx_www_root": str(www), **overrides}
+        self._render("index.html.j2", www / "index.html", node_vars)
+        self._render(f"{site}.conf.j2", prefix / f"mediagrid-{site}.conf", node_vars)
+        main = self.env.get_template("nginx.conf.j2").render(
+            node=name,
+            run_as_root=os.geteuid() == 0,
+            prefix=prefix,
+            logs=self.root / "logs",
+            conf_d=self.dir / "conf.d",
+            site=prefix / f"mediagrid-{site}.conf",
+            bench_static_port=self.bench_static_port if site == "front" else 0,
+            groups_root=self.root / "groups",
+        )
+        (prefix / "nginx.conf").write_text(main)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        argv = [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+        return Service(f"nginx-{name}", [*argv, "-e", str(self.root / "logs" / "nginx-error.log")], port)
