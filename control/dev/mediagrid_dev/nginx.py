@@ -16,46 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import yaml
-
+from .role import Role
 from .services import Service
-
-REPO = Path(__file__).resolve().parents[3]
-ROLE = REPO / "roles" / "nginx"
-MANAGED = "Rendered from roles/nginx by the dev cluster (mediagrid_dev.nginx); do not edit."
-
-
-def _comment(text: str, style: str = "plain") -> str:
-    """Ansible's ``comment`` filter, for the styles the role's templates use."""
-    if style == "xml":
-        return "<!--\n" + "".join(f" - {line}\n" for line in text.splitlines()) + "-->"
-    return "#\n" + "".join(f"# {line}\n" for line in text.splitlines()) + "#"
-
-
-def _environment() -> jinja2.Environment:
-    if not (ROLE / "defaults" / "main.yml").is_file():
-        raise RuntimeError(f"no nginx role at {ROLE}: run the dev cluster from a checkout (pip install -e)")
-    # as Ansible's template module: trailing newlines kept, a block tag's newline dropped
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([ROLE / "templates", Path(__file__).parent / "templates"]),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-    )
-    env.filters["comment"] = _comment
-    return env
-
-
-def role_vars(env: jinja2.Environment, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The role's defaults with ``overrides`` over them; defaults that are themselves
-    templates ("{{ other_var }}") are rendered against the result, as Ansible does."""
-    variables: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    variables.update(overrides)
-    for key, value in variables.items():
-        if isinstance(value, str) and "{{" in value:
-            variables[key] = env.from_string(value).render(variables)
-    return variables
 
 
 def _link_all(src: Path, dst: Path) -> None:
@@ -70,10 +32,9 @@ class Nginx:
     def __init__(self, root: Path, shared: Mapping[str, Any], bench_static_port: int = 0) -> None:
         self.root = root
         self.dir = root / "nginx"
-        self.env = _environment()
+        self.role = Role("nginx", Path(__file__).parent / "templates")
         self.bench_static_port = bench_static_port
         self.shared = {
-            "ansible_managed": MANAGED,
             "nginx_listen_address": "127.0.0.1",
             "nginx_access_log": str(root / "logs" / "nginx-access.log"),
             "nginx_snippets_dir": str(self.dir / "snippets"),
@@ -82,14 +43,13 @@ class Nginx:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         # the role's configure tasks, for the files every node shares
-        _link_all(ROLE / "files" / "conf.d", self.dir / "conf.d")
-        _link_all(ROLE / "files" / "snippets", self.dir / "snippets")
+        _link_all(self.role.path / "files" / "conf.d", self.dir / "conf.d")
+        _link_all(self.role.path / "files" / "snippets", self.dir / "snippets")
         self._render("json-errors.conf.j2", self.dir / "snippets" / "mediagrid-json-errors.conf", {})
         self._render("link-key.conf.j2", self.dir / "snippets" / "mediagrid-link-key.conf", {})
 
     def _render(self, template: str, dest: Path, overrides: Mapping[str, Any]) -> None:
-        variables = role_vars(self.env, {**self.shared, **overrides})
-        dest.write_text(self.env.get_template(template).render(variables))
+        dest.write_text(self.role.render(template, {**self.shared, **overrides}))
 
     def node(self, name: str, site: str, port: int, overrides: Mapping[str, Any]) -> Service:
         """One node's nginx serving the role's ``site`` (front or storage) server block."""
@@ -99,7 +59,7 @@ class Nginx:
         node_vars = {"inventory_hostname": name, "nginx_www_root": str(www), **overrides}
         self._render("index.html.j2", www / "index.html", node_vars)
         self._render(f"{site}.conf.j2", prefix / f"mediagrid-{site}.conf", node_vars)
-        main = self.env.get_template("nginx.conf.j2").render(
+        main = self.role.env.get_template("nginx.conf.j2").render(
             node=name,
             run_as_root=os.geteuid() == 0,
             prefix=prefix,
