@@ -5,7 +5,7 @@ access log format) are linked as they are. The role's templates (the front and s
 server blocks, the JSON error pages, the direct links' key) are rendered with Jinja2 from
 the role's defaults, with the dev cluster's ports and paths over them, as Ansible renders
 them on a node. What the loopback tests run is what the role deploys; only the main
-configuration (templates/nginx.conf.j2, the node's /etc/nginx/nginx.conf) is the harness's.
+configuration (templates/dev-nginx.conf.j2, the node's /etc/nginx/nginx.conf) is the harness's.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ class Nginx:
         _link_all(self.role.path / "files" / "conf.d", self.dir / "conf.d")
         _link_all(self.role.path / "files" / "snippets", self.dir / "snippets")
         self._render("json-errors.conf.j2", self.dir / "snippets" / "mediagrid-json-errors.conf", {})
-        self._render("link-key.conf.j2", self.dir / "snippets" / "mediagrid-link-key.conf", {})
+        key = self.dir / "snippets" / "mediagrid-link-key.conf"
+        self._render("link-key.conf.j2", key, {})
+        key.chmod(0o600)  # as the role installs it: the key opens every direct link
 
     def _render(self, template: str, dest: Path, overrides: Mapping[str, Any]) -> None:
         dest.write_text(self.role.render(template, {**self.shared, **overrides}))
@@ -59,7 +61,7 @@ class Nginx:
         node_vars = {"inventory_hostname": name, "nginx_www_root": str(www), **overrides}
         self._render("index.html.j2", www / "index.html", node_vars)
         self._render(f"{site}.conf.j2", prefix / f"mediagrid-{site}.conf", node_vars)
-        main = self.role.env.get_template("nginx.conf.j2").render(
+        main = self.role.env.get_template("dev-nginx.conf.j2").render(
             node=name,
             run_as_root=os.geteuid() == 0,
             prefix=prefix,
