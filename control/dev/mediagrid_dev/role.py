@@ -20,9 +20,10 @@ MANAGED = "Rendered from roles/ by the dev cluster (mediagrid_dev); do not edit.
 
 def _comment(text: str, style: str = "plain") -> str:
     """Ansible's ``comment`` filter, for the styles the roles' templates use."""
+    lines = "".join(f"{' - ' if style == 'xml' else '# '}{line}\n" for line in text.splitlines())
     if style == "xml":
-        return "<!--\n" + "".join(f" - {line}\n" for line in text.splitlines()) + "-->"
-    return "#\n" + "".join(f"# {line}\n" for line in text.splitlines()) + "#"
+        return f"<!--\n -\n{lines} -\n-->"
+    return f"#\n{lines}#"
 
 
 def _quote(text: Any) -> str:
