@@ -35,36 +35,48 @@ from . import names
 from .errors import APIError
 
 
-def _int_arg(low: int, high: int | str, code: str, what: str, doc_max: int) -> Any:
-    """An integer query argument in [low, high] (``high`` may name a setting), as names.check_int reads it."""
+def _int_check(low: int, high: int | str, code: str, what: str) -> Callable[[object], int]:
+    """names.check_int for a query argument; ``high`` may name the setting that bounds it."""
 
     def check(raw: object) -> int:
         top = int(current_app.config[high]) if isinstance(high, str) else high
         return names.check_int(str(raw), low, top, code, what)
 
-    return Annotated[
-        int, BeforeValidator(check), WithJsonSchema({"type": "integer", "minimum": low, "maximum": doc_max})
-    ]
+    return check
 
 
-def _name(check: Callable[[str], str], max_len: int) -> Any:
-    schema = {"type": "string", "pattern": names.NAME_RE.pattern, "minLength": 1, "maxLength": max_len}
-    return Annotated[str, AfterValidator(check), WithJsonSchema(schema)]
+def _integer(low: int, high: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})
 
 
+def _name(max_len: int) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "pattern": names.NAME_RE.pattern, "minLength": 1, "maxLength": max_len}
+    )
+
+
+# Names are checked by mediagrid.names (codes and messages), and documented with its patterns.
 AppName = Annotated[
     str, AfterValidator(names.check_app), WithJsonSchema({"type": "string", "pattern": names.APP_RE.pattern})
 ]
-UserName = _name(names.check_user, names.USER_MAX)
-FileId = _name(names.check_file_id, names.FILE_ID_MAX)
+UserName = Annotated[str, AfterValidator(names.check_user), _name(names.USER_MAX)]
+FileId = Annotated[str, AfterValidator(names.check_file_id), _name(names.FILE_ID_MAX)]
 GroupName = Annotated[str, WithJsonSchema({"type": "string", "pattern": names.GROUP_RE.pattern})]
 Binary = Annotated[bytes, WithJsonSchema({"type": "string", "format": "binary"})]
+# The documented maxima of count and ttl are the defaults of ID_MAX_BATCH and LINK_MAX_TTL.
+Limit = Annotated[int, BeforeValidator(_int_check(1, 10000, "invalid_limit", "limit")), _integer(1, 10000)]
+Count = Annotated[
+    int, BeforeValidator(_int_check(1, "ID_MAX_BATCH", "invalid_count", "count")), _integer(1, 1000)
+]
+Ttl = Annotated[
+    int, BeforeValidator(_int_check(1, "LINK_MAX_TTL", "invalid_ttl", "ttl")), _integer(1, 604800)
+]
 
 # Path parameters take their schema from here (spectree documents them as plain strings).
 PATH_PARAMETERS: dict[str, Any] = {"app": AppName, "user": UserName, "file_id": FileId}
 
-
 M = TypeVar("M", bound=BaseModel)
+
 
 # -- requests -------------------------------------------------------------------------------
 
@@ -76,15 +88,15 @@ class StoragesQuery(BaseModel):
 
 class ListQuery(BaseModel):
     after: str = ""
-    limit: _int_arg(1, 10000, "invalid_limit", "limit", 10000) = 1000  # type: ignore[valid-type]
+    limit: Limit = 1000
 
 
 class IdsQuery(BaseModel):
-    count: _int_arg(1, "ID_MAX_BATCH", "invalid_count", "count", 1000) = 1  # type: ignore[valid-type]
+    count: Count = 1
 
 
 class LinkQuery(BaseModel):
-    ttl: _int_arg(1, "LINK_MAX_TTL", "invalid_ttl", "ttl", 604800) = 3600  # type: ignore[valid-type]
+    ttl: Ttl = 3600
 
 
 class UploadQuery(BaseModel):
@@ -142,10 +154,21 @@ class Report(Body):
         return self
 
 
+@functools.cache
+def _query_fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    return tuple((name, field.is_required()) for name, field in model.model_fields.items())
+
+
 def parse_query(model: type[M], args: Mapping[str, str] | None = None) -> M:
     """The query arguments as ``model``; a missing required name is checked as empty."""
     args = request.args if args is None else args
-    data = {k: args.get(k, "") for k, f in model.model_fields.items() if k in args or f.is_required()}
+    data = {}
+    for name, required in _query_fields(model):
+        value = args.get(name)
+        if value is not None:
+            data[name] = value
+        elif required:
+            data[name] = ""
     return model.model_validate(data)
 
 
@@ -247,7 +270,9 @@ class Health(BaseModel):
     db: str
 
 
-class Joined(BaseModel):
+class Accepted(BaseModel):
+    """A join ("joined", with the heartbeat period) or a heartbeat ("ok")."""
+
     status: str
     heartbeat_interval: float = 0
 

@@ -13,8 +13,8 @@ from flask.typing import ResponseReturnValue
 
 from . import auth, files, links, names
 from .contract import (
+    Accepted,
     Groups,
-    Joined,
     Link,
     LinkQuery,
     Listing,
@@ -50,7 +50,7 @@ def _node_report() -> dict[str, Any]:
 
 
 @bp.post("/api/v1/cluster/join")
-@api.validate(json=Report, resp=answers(HTTP_200=Joined), security={"clusterNode": []})
+@api.validate(json=Report, resp=answers(HTTP_200=Accepted), security={"clusterNode": []})
 def join() -> ResponseReturnValue:
     """Storage node joins (cluster secret, signed over the body too)."""
     report = _node_report()
@@ -60,7 +60,7 @@ def join() -> ResponseReturnValue:
 
 
 @bp.post("/api/v1/cluster/heartbeat")
-@api.validate(json=Report, resp=answers(HTTP_200=Joined), security={"clusterNode": []})
+@api.validate(json=Report, resp=answers(HTTP_200=Accepted), security={"clusterNode": []})
 def heartbeat() -> ResponseReturnValue:
     """Storage node heartbeat (cluster secret); 404 before a join."""
     report = _node_report()

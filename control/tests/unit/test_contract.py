@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -112,3 +113,15 @@ def test_the_readme_error_table_is_the_registry() -> None:
     registry = {(e.code, e.status) for e in REGISTRY}
     assert sorted(registry - readme) == [], "in errors.REGISTRY, not in the README"
     assert sorted(readme - registry) == [], "in the README, not in errors.REGISTRY"
+
+
+def _param(op: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p["schema"] for p in op["parameters"] if p["name"] == name)
+
+
+def test_documented_maxima_are_the_default_settings(services: dict[str, Flask]) -> None:
+    paths = contract.document()["paths"]
+    count = _param(paths["/api/v1/ids"]["post"], "count")
+    ttl = _param(paths["/api/v1/links/{app}/{user}/{file_id}"]["get"], "ttl")
+    assert count["maximum"] == services["idservice"].config["ID_MAX_BATCH"]
+    assert ttl["maximum"] == services["tracker"].config["LINK_MAX_TTL"]
