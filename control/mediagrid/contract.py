@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.models import InType, SecureType
 from spectree.plugins.flask_plugin import FlaskPlugin
 
 from . import names
@@ -99,10 +100,13 @@ class LinkQuery(BaseModel):
     ttl: Ttl = 3600
 
 
-class UploadQuery(BaseModel):
-    file_id: FileId | None = Field(None, description="the id to store under (POST); generated if absent")
+class PutQuery(BaseModel):
     filename: str = Field("", description="the client's file name: extension and content type")
     overwrite: str = Field("0", json_schema_extra={"enum": ["0", "1"]})
+
+
+class PostQuery(PutQuery):
+    file_id: FileId | None = Field(None, description="the id to store under; generated if absent")
 
 
 class UploadForm(BaseModel):
@@ -277,11 +281,12 @@ class Accepted(BaseModel):
     heartbeat_interval: float = 0
 
 
-def answers(*bare: str, also: tuple[int, ...] = (), **models: Any) -> Response:
+def answers(*bare: str, also: tuple[int, ...] = (), common: bool = True, **models: Any) -> Response:
     """A route's answers: ``bare`` statuses without a JSON body, ``models`` as
-    ``HTTP_200=Model``, and the error body for 400, 401, 403, 404, 503 and ``also``."""
-    errors = {f"HTTP_{s}": ErrorBody for s in (400, 401, 403, 404, 503, *also)}
-    return Response(*bare, **{**errors, **models})
+    ``HTTP_200=Model``, and the error body for ``also`` and (``common``) 400, 401, 403,
+    404 and 503."""
+    statuses = (*((400, 401, 403, 404, 503) if common else ()), *also)
+    return Response(*bare, **{**{f"HTTP_{s}": ErrorBody for s in statuses}, **models})
 
 
 # -- the document ---------------------------------------------------------------------------
@@ -299,7 +304,7 @@ class _DocumentOnly(FlaskPlugin):
 
 
 def _header_key(header: str) -> SecuritySchemeData:
-    return SecuritySchemeData(type="apiKey", name=header, field_in="header")
+    return SecuritySchemeData(type=SecureType.API_KEY, name=header, field_in=InType.HEADER)
 
 
 api = SpecTree(
@@ -314,7 +319,7 @@ api = SpecTree(
         'secret (X-MG-Node). Errors are {"error": {"code", "message"}}.'
     ),
     security_schemes=[
-        SecurityScheme(name="token", data=SecuritySchemeData(type="http", scheme="bearer")),
+        SecurityScheme(name="token", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer")),
         SecurityScheme(name="signedApp", data=_header_key("X-MG-Signature")),
         SecurityScheme(name="clusterNode", data=_header_key("X-MG-Node")),
     ],

@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
 from . import auth, files, inflight, names
-from .contract import FileInfo, Stored, UploadForm, UploadQuery, answers, api
+from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
@@ -269,14 +269,14 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
 
 
 @bp.put("/api/v1/files/<app>/<user>/<file_id>")
-@api.validate(query=UploadQuery, resp=answers(HTTP_201=Stored, also=(409, 507)))
+@api.validate(query=PutQuery, resp=answers(HTTP_201=Stored, also=(409, 507)))
 def put_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
     """Upload by streaming PUT (storage node); overwrite=1 replaces."""
     return _upload(app, user, file_id)
 
 
 @bp.post("/api/v1/files/<app>/<user>")
-@api.validate(query=UploadQuery, form=UploadForm, resp=answers(HTTP_201=Stored, also=(409, 507)))
+@api.validate(query=PostQuery, form=UploadForm, resp=answers(HTTP_201=Stored, also=(409, 507)))
 def post_file(app: str, user: str) -> ResponseReturnValue:
     """Upload with a generated id: raw body or multipart 'file' (storage node)."""
     return _upload(app, user, None)

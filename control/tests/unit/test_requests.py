@@ -4,7 +4,6 @@ client: the codes and statuses the loopback and lab suites see, without MariaDB 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -17,8 +16,12 @@ from .conftest import APP, CLUSTER_SECRET, REPORT, token
 
 
 def expect(resp: TestResponse, status: int, code: str) -> None:
+    """The answer is exactly {"error": {"code", "message"}} with this status and code."""
     assert resp.status_code == status, resp.data
-    assert resp.json == {"error": {"code": code, "message": resp.json["error"]["message"]}}
+    body = resp.get_json()
+    assert isinstance(body, dict) and body.keys() == {"error"}, body
+    assert body["error"].keys() == {"code", "message"} and body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str)
 
 
 def node_post(
@@ -57,7 +60,7 @@ def test_lookup_answers_from_the_node_table(app: Flask, client: FlaskClient) -> 
     app.extensions["mediagrid_routes"].put((APP, "u1"), "g1")
     resp = client.get(f"/api/v1/storages?app={APP}&user=u1", headers=token())
     assert resp.status_code == 200, resp.data
-    assert resp.json == {
+    assert resp.get_json() == {
         "app": APP,
         "user": "u1",
         "group": "g1",
@@ -118,7 +121,8 @@ def test_join_then_heartbeat(client: FlaskClient) -> None:
     body = json.dumps({**REPORT, "load": 1, "extra": "ignored"}).encode()
     expect(node_post(client, "/api/v1/cluster/heartbeat", body), 404, "unknown_node")
     resp = node_post(client, "/api/v1/cluster/join", body)
-    assert resp.status_code == 200 and resp.json["status"] == "joined", resp.data
+    assert resp.status_code == 200, resp.data
+    assert resp.get_json()["status"] == "joined"
     assert node_post(client, "/api/v1/cluster/heartbeat", body).json == {"status": "ok"}
 
 
@@ -162,7 +166,7 @@ def test_json_errors_for_unknown_routes_and_methods(services: dict[str, Flask], 
 
 
 def test_health_while_mariadb_is_down(client: FlaskClient) -> None:
-    body: dict[str, Any] = client.get("/api/v1/health").json
+    body = client.get("/api/v1/health").get_json()
     assert body["db"] == "unavailable" and body["status"] == "ok"
     resp = client.get("/api/v1/health?strict=1")
-    assert resp.status_code == 503 and resp.json["status"] == "degraded"
+    assert resp.status_code == 503 and resp.get_json()["status"] == "degraded"
