@@ -13,7 +13,7 @@ shows; every refusal is an :class:`~mediagrid.errors.APIError` with a registered
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from flask import Flask, current_app, request
@@ -163,9 +163,9 @@ def _query_fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
     return tuple((name, field.is_required()) for name, field in model.model_fields.items())
 
 
-def parse_query(model: type[M], args: Mapping[str, str] | None = None) -> M:
+def parse_query(model: type[M]) -> M:
     """The query arguments as ``model``; a missing required name is checked as empty."""
-    args = request.args if args is None else args
+    args = request.args
     data = {}
     for name, required in _query_fields(model):
         value = args.get(name)
