@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv wheels dev test test-control test-e2e lint-py bench clean
+.PHONY: all deps venv wheels dev test test-unit test-control test-e2e lint-py bench clean
 all: test
 
 deps:
@@ -38,6 +38,11 @@ wheels: $(WHEELS)/.built
 lint-py: venv
 	$(VENV)/bin/ruff check control bench tests
 	$(VENV)/bin/ruff format --check control bench tests
+
+## test-unit: validation, authentication, errors and the API contract through Flask's test
+## client, no MariaDB or nginx (seconds)
+test-unit: venv
+	$(VENV)/bin/pytest control/tests/unit -q -rs -p no:cacheprovider
 
 test-control: deps venv
 	$(VENV)/bin/pytest control/tests -q -rs
@@ -74,7 +79,7 @@ test-e2e: deps venv
 	$(VENV)/bin/pytest tests/e2e -q -rs -s -p no:cacheprovider; rc=$$?; $(MAKE) lab-down; exit $$rc
 
 ## test: what CI runs (.ci/run)
-test: lint-py test-control lint test-lab test-e2e
+test: lint-py test-unit test-control lint test-lab test-e2e
 
 clean:
 	rm -rf $(VENV) .dev

@@ -1,12 +1,16 @@
-"""The project's error type and the JSON error handlers every service installs.
+"""The project's error codes, its error type and the JSON error handlers every service installs.
 
 Every error body is ``{"error": {"code": ..., "message": ...}}`` with a stable code that
-clients and tests match on; the HTTP status carries the class of failure.
+clients and tests match on; the HTTP status carries the class of failure. ``REGISTRY`` is
+the one list of codes: each with its status and meaning (the README's error table is
+checked against it). An :class:`APIError` with a code and status not registered fails
+where it is raised.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -14,10 +18,90 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    status: int  # ANY_STATUS: the status of the HTTP exception it stands for
+    meaning: str
+    # "service": raised by the services; "http": what the services answer for a Werkzeug
+    # HTTP exception of that status; "nginx": nginx's own JSON error pages
+    origin: str = "service"
+
+
+ANY_STATUS = 0
+
+REGISTRY: tuple[ErrorCode, ...] = (
+    # names and request values (mediagrid.names, mediagrid.contract)
+    ErrorCode("invalid_app", 400, "an app name that is not [a-z0-9][a-z0-9_-]{0,63}"),
+    ErrorCode("invalid_user", 400, "a user with `/`, `..`, NUL, spaces, too long or empty"),
+    ErrorCode("invalid_file_id", 400, "a file id with `/`, `..`, NUL, spaces, too long or empty"),
+    ErrorCode("invalid_group", 400, "a group name that is not [a-z0-9][a-z0-9_-]{0,31}"),
+    ErrorCode("invalid_limit", 400, "`limit` of a listing is not an integer from 1 to 10000"),
+    ErrorCode("invalid_count", 400, "`count` of ids is not an integer from 1 to `ID_MAX_BATCH`"),
+    ErrorCode("invalid_ttl", 400, "`ttl` of a direct link is not an integer from 1 to `LINK_MAX_TTL`"),
+    ErrorCode("invalid_json", 400, "a cluster request body that is not a JSON object"),
+    ErrorCode("invalid_report", 400, "a join or heartbeat report with a missing or mistyped field"),
+    # uploads
+    ErrorCode("incomplete_body", 400, "the body is shorter than Content-Length, or the client went away"),
+    ErrorCode("missing_file", 400, "a multipart upload without a `file` part"),
+    ErrorCode("file_exists", 409, "the file id is taken and `overwrite=1` was not asked"),
+    ErrorCode("wrong_group", 409, "an overwrite of a file that lives in another group"),
+    ErrorCode("wrong_group", 421, "a download or delete sent to a node of another group"),
+    ErrorCode("insufficient_storage", 507, "the group is at its free-space reserve"),
+    ErrorCode("storage_unavailable", 503, "the storage node cannot write to its group volume"),
+    # authentication (mediagrid.auth)
+    ErrorCode("missing_credentials", 401, "neither a signature nor a token"),
+    ErrorCode("bad_signature", 401, "a request or URL signature that does not match"),
+    ErrorCode("bad_token", 401, "a malformed or forged token"),
+    ErrorCode(
+        "expired_signature", 401, "a signature outside the allowed clock skew, or a URL past its expiry"
+    ),
+    ErrorCode("expired_token", 401, "a token past its expiry"),
+    ErrorCode("unknown_app", 401, "an app the cluster does not know"),
+    ErrorCode("bad_cluster_signature", 401, "a node request not signed with the cluster secret"),
+    ErrorCode("forbidden", 403, "credentials of another app or node (tenants never see each other)", "http"),
+    ErrorCode("not_configured", 503, "the server has no cluster secret configured"),
+    # lookups and state
+    ErrorCode("file_not_found", 404, "no such file for this app and user"),
+    ErrorCode("unknown_node", 404, "a heartbeat from a node that has not joined"),
+    ErrorCode("links_disabled", 503, "the cluster has no direct-link key (`LINK_KEY`)"),
+    ErrorCode("db_unavailable", 503, "MariaDB is down; nothing was written"),
+    ErrorCode("id_service_unavailable", 503, "no id server answered; nothing was written"),
+    ErrorCode("no_active_storage", 503, "the user's group has no ACTIVE storage server"),
+    ErrorCode("no_writable_group", 503, "no group can take new users now"),
+    ErrorCode("internal_error", 500, "a bug: the traceback is in the service's log"),
+    # HTTP errors raised by Flask/Werkzeug, under a code named for their status
+    ErrorCode(
+        "bad_request", 400, "a malformed request (nginx too: a bad target, `..` above the root)", "http"
+    ),
+    ErrorCode("unauthorized", 401, "HTTP 401 outside the authentication above", "http"),
+    ErrorCode("not_found", 404, "no such route", "http"),
+    ErrorCode("method_not_allowed", 405, "the route does not take this method", "http"),
+    ErrorCode("request_timeout", 408, "the client was too slow to send its request", "http"),
+    ErrorCode("length_required", 411, "a body without a length", "http"),
+    ErrorCode("payload_too_large", 413, "a request body too large", "http"),
+    ErrorCode("uri_too_long", 414, "a request URI too long", "http"),
+    ErrorCode("unsupported_media_type", 415, "a body of a type the route does not take", "http"),
+    ErrorCode("headers_too_large", 431, "request headers too large", "http"),
+    ErrorCode("http_error", ANY_STATUS, "any other HTTP error Werkzeug raises, with its status", "http"),
+    # nginx's own JSON error pages (front and storage nodes)
+    ErrorCode("headers_too_large", 400, "request headers over nginx's buffers", "nginx"),
+    ErrorCode("link_expired", 410, "a direct link past its expiry", "nginx"),
+    ErrorCode("upstream_unavailable", 502, "the service behind this node is not answering", "nginx"),
+    ErrorCode("unavailable", 503, "nginx answers for a service unavailable", "nginx"),
+    ErrorCode("upstream_timeout", 504, "the service behind this node timed out", "nginx"),
+)
+
+_REGISTERED = {(e.code, e.status) for e in REGISTRY}
+_HTTP_CODES = {e.status: e.code for e in REGISTRY if e.origin == "http" and e.status != ANY_STATUS}
+
+
 class APIError(Exception):
     """An error meant for the caller: HTTP status, stable code, human message."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        if (code, status) not in _REGISTERED:
+            raise ValueError(f"error code {code!r} with status {status} is not in errors.REGISTRY")
         super().__init__(message)
         self.status = status
         self.code = code
@@ -26,21 +110,6 @@ class APIError(Exception):
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
     return jsonify(error={"code": code, "message": message}), status
-
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "request_timeout",
-    411: "length_required",
-    413: "payload_too_large",
-    414: "uri_too_long",
-    415: "unsupported_media_type",
-    431: "headers_too_large",
-}
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -12,13 +12,16 @@ from flask import Blueprint, Flask
 from flask.typing import ResponseReturnValue
 
 from . import auth, files
+from .contract import PlaybackQuery, answers, api
 from .web import create_service
 
 bp = Blueprint("gateway", __name__)
 
 
 @bp.route("/files/<app>/<user>/<file_id>", methods=["GET", "HEAD"])
+@api.validate(query=PlaybackQuery, resp=answers("HTTP_200", "HTTP_206"))
 def playback(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    """Playback through the gateway; Range and mp4 ?start= supported."""
     files.check_ref(app, user, file_id)
     auth.require_app(app, (app, user, file_id))
     return files.accel_response(files.get(app, user, file_id))

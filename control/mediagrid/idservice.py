@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pymysql
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from . import auth, names
+from . import auth
+from .contract import Ids, IdsQuery, answers, api, parse_query
 from .errors import APIError
 from .idalloc import SegmentAllocator, reserve_segment
 from .web import create_service
@@ -21,10 +22,11 @@ def _allocator() -> SegmentAllocator:
 
 
 @bp.route("/api/v1/ids", methods=["GET", "POST"])
+@api.validate(query=IdsQuery, resp=answers(HTTP_200=Ids))
 def ids() -> ResponseReturnValue:
+    """Unique 63-bit ids (served by the id service)."""
     auth.authenticate_any()
-    limit = int(current_app.config["ID_MAX_BATCH"])
-    count = names.check_int(request.args.get("count", "1"), 1, limit, "invalid_count", "count")
+    count = parse_query(IdsQuery).count
     try:
         batch = _allocator().take(count)
     except pymysql.MySQLError as err:

@@ -10,9 +10,10 @@ import re
 
 from .errors import APIError
 
-_APP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9._~@+=-]+$")
+# The patterns are public: the API contract (mediagrid.contract) documents them.
+APP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9._~@+=-]+$")
 USER_MAX = 128
 FILE_ID_MAX = 200
 
@@ -24,7 +25,7 @@ def _check_name(value: str, what: str, code: str, max_len: int) -> str:
         raise APIError(400, code, f"{what} is longer than {max_len} characters")
     if value in (".", "..") or ".." in value:
         raise APIError(400, code, f"{what} must not contain '..'")
-    if not _NAME_RE.match(value):
+    if not NAME_RE.match(value):
         raise APIError(400, code, f"{what} may only contain letters, digits and . _ ~ @ + = -")
     return value
 
@@ -38,7 +39,7 @@ def check_user(value: str) -> str:
 
 
 def check_app(value: str) -> str:
-    if not value or not _APP_RE.match(value):
+    if not value or not APP_RE.match(value):
         raise APIError(400, "invalid_app", "app must match [a-z0-9][a-z0-9_-]{0,63}")
     return value
 
@@ -55,7 +56,7 @@ def check_int(raw: str, low: int, high: int, code: str, what: str) -> int:
 
 
 def check_group(value: str) -> str:
-    if not value or not _GROUP_RE.match(value):
+    if not value or not GROUP_RE.match(value):
         raise APIError(400, "invalid_group", "group must match [a-z0-9][a-z0-9_-]{0,31}")
     return value
 

@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
 from . import auth, files, inflight, names
+from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
@@ -268,12 +269,16 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
 
 
 @bp.put("/api/v1/files/<app>/<user>/<file_id>")
+@api.validate(query=PutQuery, resp=answers(HTTP_201=Stored, also=(409, 507)))
 def put_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    """Upload by streaming PUT (storage node); overwrite=1 replaces."""
     return _upload(app, user, file_id)
 
 
 @bp.post("/api/v1/files/<app>/<user>")
+@api.validate(query=PostQuery, form=UploadForm, resp=answers(HTTP_201=Stored, also=(409, 507)))
 def post_file(app: str, user: str) -> ResponseReturnValue:
+    """Upload with a generated id: raw body or multipart 'file' (storage node)."""
     return _upload(app, user, None)
 
 
@@ -287,12 +292,16 @@ def _own(app: str, user: str, file_id: str) -> dict[str, Any]:
 
 
 @bp.route("/api/v1/files/<app>/<user>/<file_id>", methods=["GET", "HEAD"])
+@api.validate(resp=answers("HTTP_200", "HTTP_206", also=(421,)))
 def get_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    """Download (storage node, via nginx)."""
     return files.accel_response(_own(app, user, file_id))
 
 
 @bp.delete("/api/v1/files/<app>/<user>/<file_id>")
+@api.validate(resp=answers(HTTP_200=FileInfo, also=(421,)))
 def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    """Delete row and file (storage node); 421 if the file lives in another group."""
     row = _own(app, user, file_id)
     with transaction() as cur:
         cur.execute(

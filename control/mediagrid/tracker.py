@@ -12,62 +12,47 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from . import auth, files, links, names
+from .contract import (
+    Accepted,
+    Groups,
+    Link,
+    LinkQuery,
+    Listing,
+    ListQuery,
+    Report,
+    Storages,
+    StoragesQuery,
+    answers,
+    api,
+    document,
+    parse_json,
+    parse_query,
+)
 from .db import get_db
 from .errors import APIError
 from .nodes import NodeTable
-from .openapi import SPEC
 from .routes import RouteCache, group_for
 from .web import create_service
 
 bp = Blueprint("tracker", __name__)
-
-# field -> (accepted types, default); a default of None marks a required field. heal_source
-# came after the first agents, so a report without it still validates.
-_REPORT_FIELDS: dict[str, tuple[type | tuple[type, ...], int | None]] = {
-    "node_id": (str, None),
-    "group": (str, None),
-    "url": (str, None),
-    "free": (int, None),
-    "total": (int, None),
-    "reserve": (int, None),
-    "load": ((int, float), None),
-    "heal_pending": (int, None),
-    "heal_source": (int, 0),
-}
 
 
 def _table() -> NodeTable:
     return current_app.extensions["mediagrid_nodes"]
 
 
-def _report() -> dict[str, Any]:
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested deeper than the parser's stack: still the caller's error
-        body = None
-    if not isinstance(body, dict):
-        raise APIError(400, "invalid_json", "body must be a JSON object")
-    for key, (kind, default) in _REPORT_FIELDS.items():
-        value = body.get(key, default)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise APIError(400, "invalid_report", f"field {key!r} is missing or of the wrong type")
-        body[key] = value
-    names.check_group(body["group"])
-    if not body["url"].startswith(("http://", "https://")):
-        raise APIError(400, "invalid_report", "url must be an http(s) URL")
-    return body
-
-
 def _node_report() -> dict[str, Any]:
     node = auth.authenticate_node()
-    report = _report()
+    report = parse_json(Report).model_dump()
     if report["node_id"] != node:
         raise APIError(403, "forbidden", "a node may only report for itself")
     return report
 
 
 @bp.post("/api/v1/cluster/join")
+@api.validate(json=Report, resp=answers(HTTP_200=Accepted), security={"clusterNode": []})
 def join() -> ResponseReturnValue:
+    """Storage node joins (cluster secret, signed over the body too)."""
     report = _node_report()
     _table().record(report, join=True)
     current_app.logger.info("node %s joined group %s", report["node_id"], report["group"])
@@ -75,7 +60,9 @@ def join() -> ResponseReturnValue:
 
 
 @bp.post("/api/v1/cluster/heartbeat")
+@api.validate(json=Report, resp=answers(HTTP_200=Accepted), security={"clusterNode": []})
 def heartbeat() -> ResponseReturnValue:
+    """Storage node heartbeat (cluster secret); 404 before a join."""
     report = _node_report()
     table = _table()
     if not table.known(report["node_id"]):
@@ -85,11 +72,14 @@ def heartbeat() -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/storages")
+@api.validate(query=StoragesQuery, resp=answers(HTTP_200=Storages))
 def storages() -> ResponseReturnValue:
-    """The hot path of the tracker: every upload starts here, so it touches no database
+    """The user's group and its ACTIVE storage servers, best first.
+
+    The hot path of the tracker: every upload starts here, so it touches no database
     once the route and the app secret are cached, and reuses the group's serialised list."""
-    app = names.check_app(request.args.get("app", ""))
-    user = names.check_user(request.args.get("user", ""))
+    query = parse_query(StoragesQuery)
+    app, user = query.app, query.user
     auth.require_app(app)
     table = _table()
     routes = current_app.extensions["mediagrid_routes"]
@@ -112,7 +102,9 @@ def storages() -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/groups")
+@api.validate(resp=answers(HTTP_200=Groups))
 def groups() -> ResponseReturnValue:
+    """Every group with members, states, capacity, heartbeat age."""
     auth.authenticate_any()
     now = time.time()
     table = _table()
@@ -123,12 +115,14 @@ def groups() -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/files/<app>/<user>")
+@api.validate(query=ListQuery, resp=answers(HTTP_200=Listing))
 def list_files(app: str, user: str) -> ResponseReturnValue:
+    """List a user's files (tracker)."""
     names.check_app(app)
     names.check_user(user)
     auth.require_app(app)
-    limit = names.check_int(request.args.get("limit", "1000"), 1, 10000, "invalid_limit", "limit")
-    after = request.args.get("after", "")
+    query = parse_query(ListQuery)
+    limit, after = query.limit, query.after
     with get_db().cursor() as cur:
         cur.execute(
             "SELECT file_id, grp, size, sha256, content_type, created FROM files"
@@ -151,13 +145,14 @@ def list_files(app: str, user: str) -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/links/<app>/<user>/<file_id>")
+@api.validate(query=LinkQuery, resp=answers(HTTP_200=Link))
 def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
-    """A direct link to a file: nginx checks and serves it with no service in the path."""
+    """A direct link to a file: <prefix>/<group>/<path>?e=<expires>&t=<token>, checked and
+    served by nginx alone with no service in the path; 403 if tampered, 410 once expired."""
     conf = current_app.config
     files.check_ref(app, user, file_id)
     auth.require_app(app)
-    max_ttl = int(conf["LINK_MAX_TTL"])
-    ttl = names.check_int(request.args.get("ttl", "3600"), 1, max_ttl, "invalid_ttl", "ttl")
+    ttl = parse_query(LinkQuery).ttl
     if not conf["LINK_KEY"]:
         raise APIError(503, "links_disabled", "direct links are not configured on this cluster")
     row = files.get(app, user, file_id)
@@ -171,8 +166,10 @@ def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/openapi.json")
+@api.validate(resp=answers("HTTP_200", common=False), security={})
 def openapi() -> ResponseReturnValue:
-    return jsonify(SPEC)
+    """This document: every service's routes (spectree, from mediagrid.contract)."""
+    return jsonify(document())
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:

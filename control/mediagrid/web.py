@@ -14,16 +14,20 @@ from typing import Any
 import pymysql
 from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
+from spectree import Response
 
 from . import __version__, config, db
+from .contract import Health, HealthQuery, api
 from .errors import register_error_handlers
 
 
-def _health_blueprint(service: str) -> Blueprint:
+def health_blueprint(service: str) -> Blueprint:
     bp = Blueprint(f"health_{service}", __name__)
 
     @bp.get("/api/v1/health")
+    @api.validate(query=HealthQuery, resp=Response(HTTP_200=Health, HTTP_503=Health), security={})
     def health() -> ResponseReturnValue:
+        """Service health; with ?strict=1, 503 while MariaDB is down."""
         body: dict[str, Any] = {"service": service, "version": __version__, "status": "ok"}
         try:
             with db.get_db().cursor() as cur:
@@ -53,7 +57,7 @@ def create_service(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     register_error_handlers(app)
     db.init_app(app)
-    app.register_blueprint(_health_blueprint(service))
+    app.register_blueprint(health_blueprint(service))
     for bp in blueprints:
         app.register_blueprint(bp)
     return app

@@ -1,0 +1,172 @@
+"""Validation, authentication and error answers of every service, through Flask's test
+client: the codes and statuses the loopback and lab suites see, without MariaDB or nginx."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from mediagrid import auth
+
+from .conftest import APP, CLUSTER_SECRET, REPORT, token
+
+
+def expect(resp: TestResponse, status: int, code: str) -> None:
+    """The answer is exactly {"error": {"code", "message"}} with this status and code."""
+    assert resp.status_code == status, resp.data
+    body = resp.get_json()
+    assert isinstance(body, dict) and body.keys() == {"error"}, body
+    assert body["error"].keys() == {"code", "message"} and body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str)
+
+
+def node_post(
+    client: FlaskClient, path: str, body: bytes, node: str = "s1", secret: str = CLUSTER_SECRET
+) -> TestResponse:
+    headers = auth.signed_headers(node, secret, "POST", path, None, body, cluster=True)
+    return client.post(path, data=body, headers={**headers, "Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "invalid_app"),
+        ("app=Demo&user=u", "invalid_app"),
+        ("app=demo", "invalid_user"),
+        ("app=demo&user=", "invalid_user"),
+        ("app=demo&user=a..b", "invalid_user"),
+        ("app=demo&user=a%2Fb", "invalid_user"),
+        ("app=demo&user=" + "u" * 129, "invalid_user"),
+    ],
+)
+def test_lookup_refuses_bad_names(client: FlaskClient, query: str, code: str) -> None:
+    expect(client.get(f"/api/v1/storages?{query}", headers=token()), 400, code)
+
+
+def test_lookup_needs_the_app_s_credentials(client: FlaskClient) -> None:
+    url = f"/api/v1/storages?app={APP}&user=u1"
+    expect(client.get(url), 401, "missing_credentials")
+    expect(client.get(url, headers={"Authorization": "Bearer mg1.demo.1.x"}), 401, "bad_token")
+    expect(client.get(url, headers=token("other")), 403, "forbidden")
+
+
+def test_lookup_answers_from_the_node_table(app: Flask, client: FlaskClient) -> None:
+    with app.app_context():
+        app.extensions["mediagrid_nodes"].record(REPORT, join=True)
+    app.extensions["mediagrid_routes"].put((APP, "u1"), "g1")
+    resp = client.get(f"/api/v1/storages?app={APP}&user=u1", headers=token())
+    assert resp.status_code == 200, resp.data
+    assert resp.get_json() == {
+        "app": APP,
+        "user": "u1",
+        "group": "g1",
+        "storages": [{"node_id": "s1", "url": REPORT["url"], "free": REPORT["free"], "load": 0.5}],
+    }
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "10001", "%C2%B2", "%D9%A1", "9" * 40, "1e3"])
+def test_listing_limit(client: FlaskClient, value: str) -> None:
+    url = f"/api/v1/files/{APP}/u1?limit={value}"
+    expect(client.get(url, headers=token()), 400, "invalid_limit")
+    expect(client.get(url), 401, "missing_credentials")  # credentials are checked first
+
+
+def test_link_ttl_and_links_off(client: FlaskClient) -> None:
+    base = f"/api/v1/links/{APP}/u1/a.mp4"
+    for ttl in ("0", "604801", "x"):
+        expect(client.get(f"{base}?ttl={ttl}", headers=token()), 400, "invalid_ttl")
+    expect(client.get(f"{base}?ttl=60", headers=token()), 503, "links_disabled")
+    expect(client.get(f"/api/v1/links/{APP}/u1/a..b", headers=token()), 400, "invalid_file_id")
+
+
+def test_id_count(services: dict[str, Flask]) -> None:
+    ids = services["idservice"].test_client()
+    for value in ("abc", "0", "1001", "%C2%B2", "9" * 40):
+        expect(ids.get(f"/api/v1/ids?count={value}", headers=token()), 400, "invalid_count")
+        expect(ids.post(f"/api/v1/ids?count={value}", headers=token()), 400, "invalid_count")
+    expect(ids.get("/api/v1/ids?count=abc"), 401, "missing_credentials")
+
+
+_GOOD = {k: v for k, v in REPORT.items() if k != "node_id"}
+BODIES = [
+    (b"{not json", "invalid_json"),
+    (b"", "invalid_json"),
+    (b"null", "invalid_json"),
+    (b"[]", "invalid_json"),
+    (b"9" * 10000, "invalid_json"),
+    (b"[" * 200000, "invalid_json"),
+    (json.dumps({"node_id": "s1"}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "free": "1"}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "free": True}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "load": True}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "heal_source": None}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "total": 1e400}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "group": "../g1"}).encode(), "invalid_group"),
+    (json.dumps({"node_id": "s1", **_GOOD, "group": "../g1", "free": "1"}).encode(), "invalid_report"),
+    (json.dumps({"node_id": "s1", **_GOOD, "url": "file:///etc/passwd"}).encode(), "invalid_report"),
+]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/cluster/join", "/api/v1/cluster/heartbeat"])
+@pytest.mark.parametrize(("body", "code"), BODIES, ids=lambda v: repr(v)[:24])
+def test_malformed_reports(client: FlaskClient, path: str, body: bytes, code: str) -> None:
+    expect(node_post(client, path, body), 400, code)
+
+
+def test_join_then_heartbeat(client: FlaskClient) -> None:
+    body = json.dumps({**REPORT, "load": 1, "extra": "ignored"}).encode()
+    expect(node_post(client, "/api/v1/cluster/heartbeat", body), 404, "unknown_node")
+    resp = node_post(client, "/api/v1/cluster/join", body)
+    assert resp.status_code == 200, resp.data
+    assert resp.get_json()["status"] == "joined"
+    assert node_post(client, "/api/v1/cluster/heartbeat", body).json == {"status": "ok"}
+
+
+def test_reports_need_the_cluster_secret(client: FlaskClient) -> None:
+    body = json.dumps(REPORT).encode()
+    path = "/api/v1/cluster/join"
+    expect(node_post(client, path, body, node="s2"), 403, "forbidden")
+    expect(node_post(client, path, body, secret="wrong"), 401, "bad_cluster_signature")
+    expect(client.post(path, data=b"garbage"), 401, "missing_credentials")  # before the body
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "code"),
+    [
+        ("storage", "PUT", "/api/v1/files/demo/u1/a..b", "invalid_file_id"),
+        ("storage", "PUT", "/api/v1/files/Demo/u1/a", "invalid_app"),
+        ("storage", "POST", "/api/v1/files/demo/a..b", "invalid_user"),
+        ("storage", "GET", "/api/v1/files/demo/u1/a%20b", "invalid_file_id"),
+        ("storage", "DELETE", "/api/v1/files/demo/u1/..", "invalid_file_id"),
+        ("gateway", "GET", "/files/demo/u1/a%00b", "invalid_file_id"),
+        ("tracker", "GET", "/api/v1/files/demo/%C3%A9mile", "invalid_user"),
+    ],
+)
+def test_bad_names_in_paths(
+    services: dict[str, Flask], service: str, method: str, path: str, code: str
+) -> None:
+    expect(services[service].test_client().open(path, method=method, headers=token()), 400, code)
+
+
+def test_uploads_need_credentials(services: dict[str, Flask]) -> None:
+    shim = services["storage"].test_client()
+    expect(shim.put("/api/v1/files/demo/u1/a.bin", data=b"x"), 401, "missing_credentials")
+    expect(shim.put("/api/v1/files/demo/u1/a.bin", data=b"x", headers=token("other")), 403, "forbidden")
+
+
+@pytest.mark.parametrize("name", ["tracker", "idservice", "storage", "gateway"])
+def test_json_errors_for_unknown_routes_and_methods(services: dict[str, Flask], name: str) -> None:
+    c = services[name].test_client()
+    expect(c.get("/nowhere"), 404, "not_found")
+    expect(c.put("/api/v1/health"), 405, "method_not_allowed")
+
+
+def test_health_while_mariadb_is_down(client: FlaskClient) -> None:
+    body = client.get("/api/v1/health").get_json()
+    assert body["db"] == "unavailable" and body["status"] == "ok"
+    resp = client.get("/api/v1/health?strict=1")
+    assert resp.status_code == 503 and resp.get_json()["status"] == "degraded"
