@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -116,6 +117,20 @@ def test_the_readme_error_table_is_the_registry() -> None:
     registry = {(e.code, e.status) for e in REGISTRY}
     assert sorted(registry - readme) == [], "in errors.REGISTRY, not in the README"
     assert sorted(readme - registry) == [], "in the README, not in errors.REGISTRY"
+
+
+def test_nginx_error_pages_are_registered() -> None:
+    """nginx's own JSON errors (the role's defaults, which the dev cluster renders too)
+    answer only registered codes, and every code registered as nginx's has a page."""
+    defaults = yaml.safe_load((ROOT / "roles" / "nginx" / "defaults" / "main.yml").read_text())
+    # 494 is nginx's internal status for oversized headers; the page answers 400
+    pages = {
+        (p["code"], 400 if p["status"] == 494 else p["status"]) for p in defaults["nginx_json_error_pages"]
+    }
+    registered = {(e.code, e.status) for e in REGISTRY}
+    assert sorted(pages - registered) == [], "an nginx error page with an unregistered code"
+    nginx_only = {(e.code, e.status) for e in REGISTRY if e.origin == "nginx"}
+    assert sorted(nginx_only - pages) == [], "registered as nginx's, but no nginx page answers it"
 
 
 def _param(op: dict[str, Any], name: str) -> dict[str, Any]:
