@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all deps venv wheels dev test test-unit test-control test-e2e lint-py bench clean
+.PHONY: all deps venv wheels dev test test-unit test-control test-e2e lint-py typecheck bench clean
 all: test
 
 deps:
@@ -17,7 +17,7 @@ deps:
 $(VENV)/.installed: requirements-dev.txt control/pyproject.toml control/dev/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e control -e control/dev
+	$(PY) -m pip install -q -r requirements-dev.txt -e 'control[server]' -e control/dev
 	touch $@
 
 venv: $(VENV)/.installed
@@ -28,7 +28,7 @@ venv: $(VENV)/.installed
 WHEELS := build/wheels
 $(WHEELS)/.built: $(VENV)/.installed $(shell find control/mediagrid -type f -not -name '*.pyc') requirements-dev.txt
 	rm -rf $(WHEELS) build/wheels.tar
-	SOURCE_DATE_EPOCH=315532800 $(PY) -m pip wheel -q -c requirements-dev.txt -w $(WHEELS) ./control
+	SOURCE_DATE_EPOCH=315532800 $(PY) -m pip wheel -q -c requirements-dev.txt -w $(WHEELS) './control[server]'
 	tar --sort=name --mtime=@315532800 --owner=0 --group=0 --numeric-owner \
 	    -C $(WHEELS) -cf build/wheels.tar $$(cd $(WHEELS) && ls *.whl)
 	touch $@
@@ -43,6 +43,10 @@ lint-py: venv
 ## client, no MariaDB or nginx (seconds)
 test-unit: venv
 	$(VENV)/bin/pytest control/tests/unit -q -rs -p no:cacheprovider
+## typecheck: mypy over the control plane and its tests (settings in control/pyproject.toml)
+.PHONY: typecheck
+typecheck: venv
+	cd control && ../$(VENV)/bin/mypy
 
 test-control: deps venv
 	$(VENV)/bin/pytest control/tests -q -rs
@@ -79,7 +83,7 @@ test-e2e: deps venv
 	$(VENV)/bin/pytest tests/e2e -q -rs -s -p no:cacheprovider; rc=$$?; $(MAKE) lab-down; exit $$rc
 
 ## test: what CI runs (.ci/run)
-test: lint-py test-unit test-control lint test-lab test-e2e
+test: lint-py typecheck test-unit test-control lint test-lab test-e2e
 
 clean:
 	rm -rf $(VENV) .dev

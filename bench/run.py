@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import curl_time, timed, users_lua, wrk
 
-from mediagrid.auth import signed_headers
 from mediagrid.client import Client
+from mediagrid.signing import signed_headers
 from mediagrid_dev import DevCluster
 from mediagrid_dev.services import gunicorn
 

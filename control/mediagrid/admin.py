@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import pymysql
 
 from . import config, names, schema
-from .db import connect
+from .db import connect, one
 from .errors import APIError
 
 
@@ -24,10 +25,10 @@ def create_app(cur: Any, name: str, secret: str | None = None) -> str:
         (name, secret or secrets.token_urlsafe(32), bool(secret)),
     )
     cur.execute("SELECT secret FROM apps WHERE app = %s", (name,))
-    return str(cur.fetchone()["secret"])
+    return str(one(cur)["secret"])
 
 
-def _app_cmd(conf: dict, args: argparse.Namespace) -> int:
+def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     conn = connect(conf)
     try:
         with conn.cursor() as cur:
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument("name", nargs="?")
     app.add_argument("--secret", help="set this secret (default: keep or generate one)")
     args = parser.parse_args(argv)
-    conf = config.load(path=args.config)
     try:
+        conf = config.load(path=args.config)
         if args.cmd == "schema":
             if args.action == "upgrade":
                 done = schema.upgrade(conf)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action in ("create", "set", "delete") and not args.name:
             parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)
-    except (pymysql.MySQLError, APIError) as err:
+    except (pymysql.MySQLError, APIError, config.ConfigError) as err:
         print(f"mediagrid-admin: {err}", file=sys.stderr)
         return 1
 

@@ -24,8 +24,8 @@ import pymysql
 import requests
 
 from . import config, inflight
-from .auth import signed_headers
-from .db import connect
+from .db import Connection, connect
+from .signing import signed_headers
 from .spool import TMP_DIR
 
 log = logging.getLogger("mediagrid.agent")
@@ -147,8 +147,8 @@ class Janitor:
 
     def __init__(self, conf: Mapping[str, Any]) -> None:
         self.conf = conf
-        self.max_age = float(conf["STALE_PART_SECONDS"])
-        self._db: pymysql.connections.Connection | None = None
+        self.max_age = conf["STALE_PART_SECONDS"]
+        self._db: Connection | None = None
 
     def sweep(self) -> int:
         removed = sweep_parts(self.conf["DATA_DIR"], self.max_age)
@@ -181,7 +181,7 @@ def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
         "url": conf["PUBLIC_URL"],
         "free": free,
         "total": total,
-        "reserve": int(conf["RESERVE_BYTES"]),
+        "reserve": conf["RESERVE_BYTES"],
         "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
         "heal_pending": pending,
         "heal_source": heal.source(),
@@ -230,7 +230,7 @@ class TrackerLink:
 
 
 def run(conf: Mapping[str, Any], stop: threading.Event) -> None:
-    interval = float(conf["HEARTBEAT_INTERVAL"])
+    interval = conf["HEARTBEAT_INTERVAL"]
     links = [TrackerLink(url, conf) for url in conf["TRACKERS"]]
     if not links:
         raise SystemExit("agent needs MEDIAGRID_TRACKERS")
@@ -257,7 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    conf = config.load(path=args.config)
+    try:
+        conf = config.load(path=args.config)
+    except config.ConfigError as err:
+        raise SystemExit(f"mediagrid-agent: {err}") from None
     for key in ("NODE_ID", "GROUP", "DATA_DIR", "PUBLIC_URL", "CLUSTER_SECRET"):
         if not conf[key]:
             raise SystemExit(f"agent needs MEDIAGRID_{key}")

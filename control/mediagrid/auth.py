@@ -1,79 +1,23 @@
-"""Request authentication: apps (tenants) sign requests or carry a token; storage nodes
-prove the cluster secret; playback URLs carry an expiring signature.
+"""Request authentication in the services: apps (tenants) sign requests or carry a token;
+storage nodes prove the cluster secret; playback URLs carry an expiring signature.
 
-Every signature is base64url(HMAC-SHA256(secret, canonical text)) without padding.
-
-- Signed request headers: ``X-MG-App``, ``X-MG-Timestamp`` (unix seconds) and
-  ``X-MG-Signature`` over ``METHOD\\nPATH\\nSORTED-QUERY\\nTIMESTAMP\\nAPP``.
-- Bearer token (for curl and players): ``Authorization: Bearer mg1.<app>.<expires>.<sig>``
-  with the signature over ``token\\n<app>\\n<expires>``, or the same as ``?token=``.
-- Playback URL: ``?expires=<unix>&sig=<sig over file\\n<app>\\n<user>\\n<file_id>\\n<expires>>``.
-- Cluster requests (agents, shims): ``X-MG-Node`` + timestamp + signature with the
-  cluster secret, where the canonical text also carries the body's SHA-256.
+The protocol itself (canonical texts, signatures, tokens) is :mod:`mediagrid.signing`,
+which the CLI and the agents use without Flask; this module checks it against the
+current request and the app secrets in MariaDB.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import request
 
 from .errors import APIError
-
-TOKEN_PREFIX = "mg1"
-
-
-def sign(secret: str, text: str) -> str:
-    mac = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-
-def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
-def canonical_query(items: Iterable[tuple[str, str]]) -> str:
-    return urlencode(sorted(items))
-
-
-def request_text(method: str, path: str, query: str, ts: str, principal: str, body: str = "") -> str:
-    return "\n".join((method.upper(), path, query, ts, principal, body))
-
-
-def signed_headers(
-    principal: str,
-    secret: str,
-    method: str,
-    path: str,
-    query: Mapping[str, object] | None = None,
-    body: bytes | None = None,
-    cluster: bool = False,
-) -> dict[str, str]:
-    """Headers that authenticate one request as an app or (cluster=True) a node."""
-    ts = str(int(time.time()))
-    q = canonical_query((k, str(v)) for k, v in (query or {}).items())
-    digest = hashlib.sha256(body).hexdigest() if cluster else ""
-    sig = sign(secret, request_text(method, path, q, ts, principal, digest))
-    who = "X-MG-Node" if cluster else "X-MG-App"
-    return {who: principal, "X-MG-Timestamp": ts, "X-MG-Signature": sig}
-
-
-def token_signature(secret: str, app: str, expires: int) -> str:
-    return sign(secret, f"token\n{app}\n{expires}")
-
-
-def make_token(app: str, secret: str, expires: int) -> str:
-    return f"{TOKEN_PREFIX}.{app}.{expires}.{token_signature(secret, app, expires)}"
-
-
-def file_signature(secret: str, app: str, user: str, file_id: str, expires: int) -> str:
-    return sign(secret, f"file\n{app}\n{user}\n{file_id}\n{expires}")
+from .signing import TOKEN_PREFIX, canonical_query, file_signature, request_text, sign, token_signature
+from .signing import equal as _equal
+from .web import settings
 
 
 class AppSecrets:
@@ -84,7 +28,7 @@ class AppSecrets:
         self._cache: dict[str, tuple[float, str | None]] = {}
 
     def get(self, app: str) -> str | None:
-        ttl = float(current_app.config["APP_CACHE_TTL"])
+        ttl = settings().app_cache_ttl
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(app)
@@ -111,7 +55,7 @@ def _check_time(ts: str) -> None:
         when = int(ts)
     except ValueError:
         raise APIError(401, "bad_signature", "X-MG-Timestamp must be unix seconds") from None
-    skew = int(current_app.config["SIGNATURE_MAX_SKEW"])
+    skew = settings().signature_max_skew
     if abs(time.time() - when) > skew:
         raise APIError(401, "expired_signature", "request timestamp is outside the allowed skew")
 
@@ -131,7 +75,7 @@ _verified_tokens: dict[str, tuple[str, int, float]] = {}
 def _from_token(token: str) -> str:
     hit = _verified_tokens.get(token)
     now = time.time()
-    if hit is not None and hit[1] >= now and now - hit[2] < float(current_app.config["APP_CACHE_TTL"]):
+    if hit is not None and hit[1] >= now and now - hit[2] < settings().app_cache_ttl:
         return hit[0]
     parts = token.split(".")
     if len(parts) != 4 or parts[0] != TOKEN_PREFIX:
@@ -205,7 +149,7 @@ def authenticate_node() -> str:
         raise APIError(401, "missing_credentials", "cluster requests must be signed")
     ts = request.headers.get("X-MG-Timestamp", "")
     _check_time(ts)
-    secret = current_app.config["CLUSTER_SECRET"]
+    secret = settings().cluster_secret
     if not secret:
         raise APIError(503, "not_configured", "this server has no cluster secret configured")
     digest = hashlib.sha256(request.get_data(cache=True)).hexdigest()

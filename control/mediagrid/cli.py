@@ -44,6 +44,13 @@ def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
             "mediagrid: set the app and its secret (--app/--secret, MEDIAGRID_APP/"
             "MEDIAGRID_SECRET or a client.toml)"
         )
+    try:
+        conf["url_ttl"] = int(conf["url_ttl"])  # the one parse: env values arrive as text
+    except (TypeError, ValueError):
+        raise SystemExit(
+            f"mediagrid: url_ttl (--url-ttl, MEDIAGRID_URL_TTL or client.toml) must be whole seconds,"
+            f" got {conf['url_ttl']!r}"
+        ) from None
     return conf
 
 
@@ -202,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     conf = settings(args)
-    client = Client(conf["url"], conf["app"], conf["secret"], url_ttl=int(conf["url_ttl"]))
+    client = Client(conf["url"], conf["app"], conf["secret"], url_ttl=conf["url_ttl"])
     try:
         return args.func(client, args)
     except MediagridError as err:

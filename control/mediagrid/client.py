@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import requests
 
-from .auth import file_signature, make_token, signed_headers
+from .signing import file_signature, make_token, signed_headers
 
 Progress = Callable[[int, int | None], None]
 CHUNK = 1 << 20

@@ -1,9 +1,13 @@
 """One way to configure every mediagrid process: defaults, then a TOML file, then env.
 
-Services (Flask apps) and plain processes (the agent, the CLI) share this loader so a
-setting means the same thing everywhere. Environment variables carry the ``MEDIAGRID_``
-prefix; values are parsed as JSON when they parse (numbers, lists, booleans), else kept
-as strings, exactly like Flask's ``from_prefixed_env``.
+Services (Flask apps) and plain processes (the agent, the admin command) share this loader
+so a setting means the same thing everywhere. Environment variables carry the
+``MEDIAGRID_`` prefix; a setting's value in the environment is parsed for its type (JSON
+for numbers and lists, the text itself for strings).
+
+Every setting is a typed field of :class:`Settings`, checked once when the process starts:
+a bad value stops it with a message naming the setting, instead of failing the first
+request that reads it.
 """
 
 from __future__ import annotations
@@ -11,71 +15,145 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 PREFIX = "MEDIAGRID"
 
-DEFAULTS: dict[str, Any] = {
+
+class ConfigError(ValueError):
+    """A setting with a value of the wrong type or out of range."""
+
+
+def _positive() -> dict[str, Any]:
+    return {"min": 0, "exclusive": True}
+
+
+def _not_negative() -> dict[str, Any]:
+    return {"min": 0, "exclusive": False}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, typed, with its default. The key in files and env is the upper-case
+    field name (``db_port`` is ``DB_PORT`` or ``MEDIAGRID_DB_PORT``)."""
+
     # MariaDB
-    "DB_HOST": "127.0.0.1",
-    "DB_PORT": 3306,
-    "DB_UNIX_SOCKET": "",
-    "DB_USER": "mediagrid",
-    "DB_PASSWORD": "",
-    "DB_NAME": "mediagrid",
-    "DB_CONNECT_TIMEOUT": 2,
+    db_host: str = "127.0.0.1"
+    db_port: int = field(default=3306, metadata={"min": 1, "max": 65535})
+    db_unix_socket: str = ""
+    db_user: str = "mediagrid"
+    db_password: str = field(default="", repr=False)
+    db_name: str = "mediagrid"
+    db_connect_timeout: int = field(default=2, metadata=_positive())
     # Shared secret storage nodes prove to trackers and id services.
-    "CLUSTER_SECRET": "",
+    cluster_secret: str = field(default="", repr=False)
     # Allowed clock skew for signed requests, seconds.
-    "SIGNATURE_MAX_SKEW": 300,
+    signature_max_skew: int = field(default=300, metadata=_not_negative())
     # Tracker
-    "HEARTBEAT_INTERVAL": 1.5,
-    "OFFLINE_AFTER": 5.0,
-    "ASSIGN_STRATEGY": "most_free",
-    "TRACKER_STATE_PATH": "",
-    "TRACKER_SNAPSHOT_TTL": 0.5,
-    "ROUTE_CACHE_SIZE": 100000,
-    "APP_CACHE_TTL": 10.0,
+    heartbeat_interval: float = field(default=1.5, metadata=_positive())
+    offline_after: float = field(default=5.0, metadata=_positive())
+    assign_strategy: str = "most_free"
+    tracker_state_path: str = ""
+    tracker_snapshot_ttl: float = field(default=0.5, metadata=_not_negative())
+    route_cache_size: int = field(default=100000, metadata=_positive())
+    app_cache_ttl: float = field(default=10.0, metadata=_not_negative())
     # ID service
-    "ID_SEGMENT_NAME": "files",
-    "ID_SEGMENT_STEP": 100000,
-    "ID_MAX_BATCH": 1000,
+    id_segment_name: str = "files"
+    id_segment_step: int = field(default=100000, metadata=_positive())
+    id_max_batch: int = field(default=1000, metadata=_positive())
     # Storage shim and agent
-    "GROUP": "",
-    "NODE_ID": "",
-    "DATA_DIR": "",
-    "PUBLIC_URL": "",
-    "RESERVE_BYTES": 0,
-    "ID_SERVICE_URLS": [],
-    "ID_PREFETCH": 100,
-    "UPLOAD_CHUNK": 1048576,
-    "MAX_FILE_ID_LENGTH": 200,
-    "TRACKERS": [],
-    "HEAL_CHECK_COMMAND": "",
-    "HEAL_VOLUME": "",
-    "HEAL_BRICK_HOST": "",
-    "STALE_PART_SECONDS": 900.0,
+    group: str = ""
+    node_id: str = ""
+    data_dir: str = ""
+    public_url: str = ""
+    reserve_bytes: int = field(default=0, metadata=_not_negative())
+    id_service_urls: list[str] = field(default_factory=list)
+    id_prefetch: int = field(default=100, metadata=_positive())
+    upload_chunk: int = field(default=1048576, metadata=_positive())
+    trackers: list[str] = field(default_factory=list)
+    heal_check_command: str = ""
+    heal_volume: str = ""
+    heal_brick_host: str = ""
+    stale_part_seconds: float = field(default=900.0, metadata=_not_negative())
     # Gateway: internal nginx location prefix for group roots (X-Accel-Redirect).
-    "ACCEL_PREFIX": "/_groups",
+    accel_prefix: str = "/_groups"
     # Direct links (tracker mints, front nginx checks): the key they share, the location
     # nginx serves them under and the longest validity an app may ask for, seconds.
     # An empty key turns direct links off.
-    "LINK_KEY": "",
-    "LINK_PREFIX": "/d",
-    "LINK_MAX_TTL": 604800,
-}
+    link_key: str = field(default="", repr=False)
+    link_prefix: str = "/d"
+    link_max_ttl: int = field(default=604800, metadata=_positive())
+
+    def __post_init__(self) -> None:
+        from .assign import resolve  # the strategy's module is imported once, here
+
+        try:
+            resolve(self.assign_strategy)
+        except (ValueError, ImportError, AttributeError) as err:
+            raise ConfigError(f"{_where('ASSIGN_STRATEGY')}: {err}") from None
+
+    @classmethod
+    def from_mapping(cls, conf: Mapping[str, Any]) -> Settings:
+        """The settings in ``conf`` (upper-case keys; others are left alone), checked."""
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.name.upper()
+            if key in conf:
+                values[f.name] = _check(key, hints[f.name], conf[key], f.metadata)
+        return cls(**values)
+
+    def as_config(self) -> dict[str, Any]:
+        """The settings as upper-case keys, the shape of Flask's ``app.config``."""
+        return {k.upper(): v for k, v in asdict(self).items()}
 
 
-def _parse(value: str) -> Any:
+def _where(key: str) -> str:
+    return f"setting {key} (MEDIAGRID_{key} or {key} in the configuration file)"
+
+
+def _check(key: str, kind: Any, value: Any, limits: Mapping[str, Any]) -> Any:
+    """``value`` as a ``kind``, or a ConfigError naming the setting."""
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        checked: Any = value
+    elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        checked = float(value)
+    elif kind is str and isinstance(value, str):
+        checked = value
+    elif kind == list[str] and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        checked = list(value)
+    else:
+        what = {int: "an integer", float: "a number", str: "a string"}.get(kind, "a list of strings")
+        raise ConfigError(f"{_where(key)}: expected {what}, got {value!r}")
+    if "min" in limits:
+        low = limits["min"]
+        if checked < low or (limits.get("exclusive") and checked == low):
+            bound = f"above {low}" if limits.get("exclusive") else f"at least {low}"
+            raise ConfigError(f"{_where(key)}: must be {bound}, got {value!r}")
+    if "max" in limits and checked > limits["max"]:
+        raise ConfigError(f"{_where(key)}: must be at most {limits['max']}, got {value!r}")
+    return checked
+
+
+# The defaults as configuration keys (what the dev harness writes into its files).
+DEFAULTS: dict[str, Any] = Settings().as_config()
+_STRINGS = {f.name.upper() for f in fields(Settings) if get_type_hints(Settings)[f.name] is str}
+
+
+def _parse(key: str, value: str) -> Any:
+    if key in _STRINGS:
+        return value  # a digits-only secret stays a string
     try:
         return json.loads(value)
     except ValueError:
         return value
 
 
-def load(environ: dict[str, str] | None = None, path: str | None = None) -> dict[str, Any]:
-    """Return the effective configuration: defaults < file < ``MEDIAGRID_*`` env."""
+def read(environ: Mapping[str, str] | None = None, path: str | None = None) -> dict[str, Any]:
+    """The configuration as written, unchecked: defaults < file < ``MEDIAGRID_*`` env."""
     env = os.environ if environ is None else environ
     conf = dict(DEFAULTS)
     file_path = path or env.get(f"{PREFIX}_CONFIG", "")
@@ -85,5 +163,13 @@ def load(environ: dict[str, str] | None = None, path: str | None = None) -> dict
     prefix = f"{PREFIX}_"
     for key, value in env.items():
         if key.startswith(prefix) and key != f"{PREFIX}_CONFIG":
-            conf[key[len(prefix) :]] = _parse(value)
+            name = key[len(prefix) :]
+            conf[name] = _parse(name, value)
+    return conf
+
+
+def load(environ: Mapping[str, str] | None = None, path: str | None = None) -> dict[str, Any]:
+    """The effective configuration, checked (:class:`ConfigError` on a bad value)."""
+    conf = read(environ, path)
+    conf.update(Settings.from_mapping(conf).as_config())
     return conf

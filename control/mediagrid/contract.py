@@ -40,7 +40,7 @@ def _int_check(low: int, high: int | str, code: str, what: str) -> Callable[[obj
     """names.check_int for a query argument; ``high`` may name the setting that bounds it."""
 
     def check(raw: object) -> int:
-        top = int(current_app.config[high]) if isinstance(high, str) else high
+        top = current_app.config[high] if isinstance(high, str) else high
         return names.check_int(str(raw), low, top, code, what)
 
     return check
@@ -297,7 +297,7 @@ class _DocumentOnly(FlaskPlugin):
     routes documented are those of every service (``document`` sets ``spectree.app``)."""
 
     def get_current_app(self) -> Flask:
-        return self.spectree.app  # type: ignore[no-any-return]
+        return self.spectree.app
 
     def validate(self, func: Callable[..., Any], *spec: Any, **kwargs: Any) -> Any:
         return func(**kwargs)

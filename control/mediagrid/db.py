@@ -13,41 +13,52 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql
 import pymysql.cursors
-from flask import Flask, current_app, g
+from flask import Flask, Response, current_app, g
 from pymysql.constants import SERVER_STATUS
 
 _local = threading.local()
 IDLE_PING = 1.0  # seconds
 
 
-def connect(conf: Mapping[str, Any], database: bool = True) -> pymysql.connections.Connection:
-    """Open a connection from a configuration mapping (``DB_*`` keys)."""
-    kwargs: dict[str, Any] = {
-        "user": conf["DB_USER"],
-        "password": conf["DB_PASSWORD"],
-        "charset": "utf8mb4",
-        "cursorclass": pymysql.cursors.DictCursor,
-        "connect_timeout": conf["DB_CONNECT_TIMEOUT"],
-        "read_timeout": 30,
-        "write_timeout": 30,
-        "autocommit": False,
-        "init_command": "SET time_zone = '+00:00'",
-    }
-    if database:
-        kwargs["database"] = conf["DB_NAME"]
-    if conf.get("DB_UNIX_SOCKET"):
-        kwargs["unix_socket"] = conf["DB_UNIX_SOCKET"]
-    else:
-        kwargs["host"] = conf["DB_HOST"]
-        kwargs["port"] = int(conf["DB_PORT"])
-    return pymysql.connect(**kwargs)
+# A connection whose cursors return dict rows (PyMySQL's class is generic only in its stubs).
+Connection: TypeAlias = "pymysql.connections.Connection[pymysql.cursors.DictCursor]"
 
 
-def get_db() -> pymysql.connections.Connection:
+def connect(conf: Mapping[str, Any], database: bool = True) -> Connection:
+    """Open a connection (dict rows) from a configuration mapping (``DB_*`` keys)."""
+    where: dict[str, Any] = (
+        {"unix_socket": conf["DB_UNIX_SOCKET"]}
+        if conf.get("DB_UNIX_SOCKET")
+        else {"host": conf["DB_HOST"], "port": conf["DB_PORT"]}
+    )
+    return pymysql.connections.Connection(
+        user=conf["DB_USER"],
+        password=conf["DB_PASSWORD"],
+        database=conf["DB_NAME"] if database else None,
+        charset="utf8mb4",
+        cursorclass=pymysql.cursors.DictCursor,
+        connect_timeout=conf["DB_CONNECT_TIMEOUT"],
+        read_timeout=30,
+        write_timeout=30,
+        autocommit=False,
+        init_command="SET time_zone = '+00:00'",
+        **where,
+    )
+
+
+def one(cur: pymysql.cursors.DictCursor) -> dict[str, Any]:
+    """The row of a statement that always returns one (an aggregate, a row just written)."""
+    row = cur.fetchone()
+    if row is None:
+        raise pymysql.err.DataError("the statement returned no row")
+    return row
+
+
+def get_db() -> Connection:
     """The current thread's connection, opened on first use.
 
     A connection idle for more than a second is pinged first (and reopened if the server
@@ -67,7 +78,8 @@ def get_db() -> pymysql.connections.Connection:
             _local.conn = conn
         _local.used = time.monotonic()
         g.db = conn
-    return g.db
+    current: Connection = g.db
+    return current
 
 
 def discard() -> None:
@@ -98,7 +110,7 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_teardown)
 
     @app.errorhandler(pymysql.MySQLError)  # overrides the generic handler to also reset
-    def _db_error(err: pymysql.MySQLError):  # type: ignore[no-untyped-def]
+    def _db_error(err: pymysql.MySQLError) -> tuple[Response, int]:
         from .errors import error_response
 
         g.pop("db", None)

@@ -1,8 +1,8 @@
-"""File records in MariaDB and the X-Accel-Redirect answer that lets nginx send bytes.
+"""The ``files`` table: every statement on it, and the X-Accel-Redirect answer that lets
+nginx send a file's bytes.
 
-Shared by the storage shim (downloads on a storage node) and the gateway (playback on
-front nodes): both resolve (app, user, file_id) the same way and differ only in which
-services they run in.
+The storage shim writes and deletes rows, the tracker lists them, and the shim and the
+gateway (playback on front nodes) resolve (app, user, file_id) the same way.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, current_app, request
+import pymysql
+from flask import Response, request
 
 from . import names
-from .db import get_db
+from .db import get_db, transaction
 from .errors import APIError
+from .schema import FILE_ID_LENGTH
+from .web import settings
 
 # Query arguments nginx's mp4 module understands; passed through to the internal location.
 _PASS_ARGS = ("start", "end")
@@ -24,7 +27,16 @@ def check_ref(app: str, user: str, file_id: str) -> None:
     """A file reference from a URL: app, user and file id well formed (400 otherwise)."""
     names.check_app(app)
     names.check_user(user)
-    names.check_file_id(file_id, int(current_app.config["MAX_FILE_ID_LENGTH"]))
+    names.check_file_id(file_id, FILE_ID_LENGTH)
+
+
+def exists(app: str, user: str, file_id: str) -> bool:
+    with get_db().cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM files WHERE app = %s AND user = %s AND file_id = %s",
+            (app, user, file_id),
+        )
+        return cur.fetchone() is not None
 
 
 def get(app: str, user: str, file_id: str) -> dict[str, Any]:
@@ -40,9 +52,83 @@ def get(app: str, user: str, file_id: str) -> dict[str, Any]:
     return row
 
 
+def listing(app: str, user: str, after: str, limit: int) -> list[dict[str, Any]]:
+    """A page of a user's files in file id order, the first after ``after``."""
+    with get_db().cursor() as cur:
+        cur.execute(
+            "SELECT file_id, grp, size, sha256, content_type, created FROM files"
+            " WHERE app = %s AND user = %s AND file_id > %s ORDER BY file_id LIMIT %s",
+            (app, user, after, limit),
+        )
+        rows = cur.fetchall()
+    return [
+        {
+            "file_id": r["file_id"],
+            "group": r["grp"],
+            "size": r["size"],
+            "sha256": r["sha256"],
+            "content_type": r["content_type"],
+            "created": r["created"].isoformat() + "Z",
+        }
+        for r in rows
+    ]
+
+
+def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | None:
+    """Inside the transaction of an overwrite: lock and delete the file's row; return its
+    path, or None if there was no such file. A file of another group is not ours to replace."""
+    cur.execute(
+        "SELECT grp, path FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
+        (app, user, file_id),
+    )
+    old = cur.fetchone()
+    if old is None:
+        return None
+    if old["grp"] != group:
+        raise APIError(409, "wrong_group", "the existing file lives in another group")
+    cur.execute(
+        "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s",
+        (app, user, file_id),
+    )
+    return str(old["path"])
+
+
+def insert(
+    cur: Any,
+    app: str,
+    user: str,
+    file_id: str,
+    sid: int,
+    group: str,
+    path: str,
+    size: int,
+    sha256: str,
+    ctype: str,
+) -> None:
+    """Record a file (inside the upload's transaction); 409 if the id is taken."""
+    try:
+        cur.execute(
+            "INSERT INTO files (app, user, file_id, sid, grp, path, size, sha256,"
+            " content_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (app, user, file_id, sid, group, path, size, sha256, ctype),
+        )
+    except pymysql.err.IntegrityError:
+        raise APIError(409, "file_exists", "a file with this id exists") from None
+
+
+def delete(app: str, user: str, file_id: str, sid: int) -> bool:
+    """Delete this very upload of the file (its storage id): False if it is gone or replaced."""
+    with transaction() as cur:
+        cur.execute(
+            "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s AND sid = %s",
+            (app, user, file_id, sid),
+        )
+        return bool(cur.rowcount == 1)
+
+
 def accel_response(row: dict[str, Any]) -> Response:
     """An empty answer whose X-Accel-Redirect makes nginx serve the file (Range, HEAD, mp4)."""
-    target = f"{current_app.config['ACCEL_PREFIX']}/{row['grp']}/{row['path']}"
+    target = f"{settings().accel_prefix}/{row['grp']}/{row['path']}"
     args = [(k, request.args[k]) for k in _PASS_ARGS if k in request.args]
     if args:
         target += "?" + urlencode(args)

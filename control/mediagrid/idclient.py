@@ -8,8 +8,8 @@ from collections import deque
 
 import requests
 
-from .auth import signed_headers
 from .errors import APIError
+from .signing import signed_headers
 
 
 class IdClient:

@@ -37,6 +37,6 @@ def ids() -> ResponseReturnValue:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = create_service("idservice", [bp], test_config)
     conf = app.config
-    name, step = conf["ID_SEGMENT_NAME"], int(conf["ID_SEGMENT_STEP"])
+    name, step = conf["ID_SEGMENT_NAME"], conf["ID_SEGMENT_STEP"]
     app.extensions["mediagrid_ids"] = SegmentAllocator(lambda: reserve_segment(conf, name, step))
     return app

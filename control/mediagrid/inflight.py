@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-import pymysql
+from .db import Connection
 
 log = logging.getLogger("mediagrid.inflight")
 
@@ -32,7 +32,7 @@ def finish(cur: Any, sid: int) -> None:
     cur.execute("DELETE FROM uploads WHERE sid = %s", (sid,))
 
 
-def sweep(conn: pymysql.connections.Connection, group: str, data_dir: str, max_age: float) -> int:
+def sweep(conn: Connection, group: str, data_dir: str, max_age: float) -> int:
     """Remove the files and rows of this group's uploads abandoned for ``max_age`` seconds."""
     removed = 0
     with conn.cursor() as cur:

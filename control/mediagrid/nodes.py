@@ -184,12 +184,6 @@ class NodeTable:
         with self._lock:
             self._snap = (0.0, None)  # this worker sees its own write at once
 
-    def remove(self, node_id: str) -> bool:
-        cur = self._conn().execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
-        with self._lock:
-            self._snap = (0.0, None)
-        return cur.rowcount > 0
-
     def nodes(self) -> list[Node]:
         return self._snapshot()[0]
 
@@ -204,7 +198,7 @@ class NodeTable:
             expires, snap = self._snap
             if snap is not None and not fresh and now < expires:
                 return snap
-        rows = self._conn().execute(_SELECT).fetchall()
+        rows: list[sqlite3.Row] = self._conn().execute(_SELECT).fetchall()
         wall = time.time()
         # a snapshot never outlives the moment a member it holds as live turns OFFLINE, so a
         # lookup drops a silent node exactly when /groups does
@@ -225,7 +219,7 @@ class NodeTable:
                 # heals pending onto this node: its own count, and what its peers hold for it
                 syncing = r["heal_pending"] > 0 or owed[r["grp"]] - r["heal_source"] > 0
                 state = SYNCING if syncing else ACTIVE
-            nodes.append(Node(*r, state=state))
+            nodes.append(Node(*(*r, state)))  # the columns in field order, then the state
         groups: dict[str, Group] = {}
         for node in nodes:
             groups.setdefault(node.group, Group(node.group)).nodes.append(node)

@@ -11,12 +11,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from flask import current_app
-
 from .assign import resolve
-from .db import get_db, transaction
+from .db import get_db, one, transaction
 from .errors import APIError
 from .nodes import Group
+from .web import settings
 
 
 class RouteCache:
@@ -55,13 +54,13 @@ def group_for(app: str, user: str, groups: Sequence[Group], cache: RouteCache) -
         writable = [g for g in groups if g.writable]
         if not writable:
             raise APIError(503, "no_writable_group", "no storage group can take new users now")
-        choice = resolve(current_app.config["ASSIGN_STRATEGY"])(writable, app, user)
+        choice = resolve(settings().assign_strategy)(writable, app, user)
         with transaction() as cur:
             cur.execute(
                 "INSERT IGNORE INTO routes (app, user, grp) VALUES (%s, %s, %s)",
                 (app, user, choice),
             )
             cur.execute("SELECT grp FROM routes WHERE app = %s AND user = %s", (app, user))
-            group = cur.fetchone()["grp"]
+            group = one(cur)["grp"]
     cache.put(key, group)
     return group

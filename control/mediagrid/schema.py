@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .db import connect
+from .db import connect, one
+
+# files.file_id is VARCHAR(200): the longest file id the API accepts. Not a setting, since
+# a longer one needs a migration of the column first.
+FILE_ID_LENGTH = 200
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -28,10 +32,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 PRIMARY KEY (app, user),
                 KEY routes_grp (grp)
             ) ENGINE=InnoDB""",
-            """CREATE TABLE IF NOT EXISTS files (
+            f"""CREATE TABLE IF NOT EXISTS files (
                 app VARCHAR(64) NOT NULL,
                 user VARCHAR(128) NOT NULL,
-                file_id VARCHAR(200) NOT NULL,
+                file_id VARCHAR({FILE_ID_LENGTH}) NOT NULL,
                 sid BIGINT UNSIGNED NOT NULL,
                 grp VARCHAR(32) NOT NULL,
                 path VARCHAR(255) NOT NULL,
@@ -87,7 +91,7 @@ def upgrade(conf: Mapping[str, Any]) -> list[int]:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT GET_LOCK('mediagrid_schema', 30) AS ok")
-            if not cur.fetchone()["ok"]:
+            if not one(cur)["ok"]:
                 raise RuntimeError("could not take the schema lock")
             try:
                 have = current_version(cur)

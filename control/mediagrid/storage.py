@@ -14,10 +14,10 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pymysql
 from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
@@ -27,15 +27,16 @@ from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers
 from .db import get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
+from .schema import FILE_ID_LENGTH
 from .spool import Spool
-from .web import create_service
+from .web import create_service, settings
 
 bp = Blueprint("storage", __name__)
 _GENERIC_TYPES = {"", "application/octet-stream", "application/x-www-form-urlencoded"}
 
 
 def _data_dir() -> Path:
-    return Path(current_app.config["DATA_DIR"])
+    return Path(settings().data_dir)
 
 
 _free: dict[Path, tuple[float, int]] = {}
@@ -56,7 +57,7 @@ def free_bytes(path: Path) -> int:
 class ShimRequest(Request):
     """Spools multipart file parts straight onto the group volume, not into /tmp."""
 
-    def _get_file_stream(  # type: ignore[override]
+    def _get_file_stream(
         self,
         total_content_length: int | None,
         content_type: str | None,
@@ -71,7 +72,7 @@ class ShimRequest(Request):
 def _new_spool(expected: int | None, final: Path | None = None) -> Spool:
     """A spool for the body: at ``final`` itself when given, else a temporary file."""
     root = _data_dir()
-    room = free_bytes(root) - int(current_app.config["RESERVE_BYTES"])
+    room = free_bytes(root) - settings().reserve_bytes
     if room <= 0 or (expected is not None and expected > room):
         raise APIError(507, "insufficient_storage", "the group is at its space reserve")
     try:
@@ -93,7 +94,7 @@ def _content_type(declared: str | None, *names_: str) -> str:
 
 
 def _stream_body(spool: Spool) -> None:
-    chunk = int(current_app.config["UPLOAD_CHUNK"])
+    chunk = settings().upload_chunk
     stream = request.stream
     try:
         while True:
@@ -126,57 +127,76 @@ def _drain_body() -> None:
         pass
 
 
-def _exists(app: str, user: str, file_id: str) -> bool:
+def _check_new_id(app: str, user: str, file_id: str, overwrite: bool, taken: str) -> str:
+    names.check_file_id(file_id, FILE_ID_LENGTH)
+    if not overwrite and files.exists(app, user, file_id):
+        raise APIError(409, "file_exists", taken)
+    return file_id
+
+
+@dataclass
+class _Upload:
+    """One upload as it goes, and what to undo if it fails."""
+
+    sid: int
+    file_id: str = ""
+    rel: str = ""  # its path in the group volume
+    ctype: str = ""
+    spool: Spool | None = None
+    in_flight: bool = False  # recorded in ``uploads`` (a raw body written in place)
+    final: Path | None = None  # once set, the file may be at its place in the group volume
+
+    def name(self, file_id: str | None, filename: str, declared: str | None) -> None:
+        """The file id (generated from the storage id if none was given), the stored
+        object's path (from its storage id and extension) and its content type."""
+        self.file_id = file_id or f"{self.sid:016x}"
+        ext = names.extension(self.file_id) or names.extension(filename)
+        self.ctype = _content_type(declared, self.file_id, filename)
+        if not ext and self.ctype != "application/octet-stream":
+            ext = mimetypes.guess_extension(self.ctype) or ""
+        self.rel = names.storage_path(self.sid, ext)
+
+
+def _receive_multipart(up: _Upload, app: str, user: str, file_id: str | None, overwrite: bool) -> None:
+    """A multipart body: ShimRequest spooled its file part into a temporary file; its
+    name and its file id may arrive inside the body."""
+    upload = request.files.get("file")
+    for extra in request.environ.get("mediagrid.spools", []):
+        if upload is None or extra is not upload.stream:
+            extra.discard()
+    if upload is None:
+        raise APIError(400, "missing_file", "multipart upload needs a 'file' part")
+    stream: object = upload.stream
+    assert isinstance(stream, Spool)  # ShimRequest spools every file part
+    up.spool = stream
+    if file_id is None and request.form.get("file_id"):
+        file_id = _check_new_id(app, user, request.form["file_id"], overwrite, "a file with this id exists")
+    up.name(file_id, request.args.get("filename", "") or upload.filename or "", upload.mimetype)
+
+
+def _receive_raw(up: _Upload, file_id: str | None) -> None:
+    """A raw body: its path is known before the body, so it is written in place, recorded
+    as in flight."""
+    up.name(file_id, request.args.get("filename", ""), request.headers.get("Content-Type"))
+    conf = settings()
     with get_db().cursor() as cur:
-        cur.execute(
-            "SELECT 1 FROM files WHERE app = %s AND user = %s AND file_id = %s",
-            (app, user, file_id),
-        )
-        return cur.fetchone() is not None
+        inflight.begin(cur, up.sid, conf.group, up.rel, conf.node_id)
+    up.in_flight = True
+    up.spool = _new_spool(request.content_length, _data_dir() / up.rel)
+    _stream_body(up.spool)
 
 
-def _naming(sid: int, file_id: str | None, filename: str, declared: str | None) -> tuple[str, str, str]:
-    """The file id (generated from the storage id if none was given), the stored object's
-    path (from its storage id and extension) and its content type."""
-    file_id = file_id or f"{sid:016x}"
-    ext = names.extension(file_id) or names.extension(filename)
-    ctype = _content_type(declared, file_id, filename)
-    if not ext and ctype != "application/octet-stream":
-        ext = mimetypes.guess_extension(ctype) or ""
-    return file_id, names.storage_path(sid, ext), ctype
-
-
-def _record(
-    app: str, user: str, file_id: str, sid: int, rel: str, spool: Spool, ctype: str, overwrite: bool
-) -> str | None:
+def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> str | None:
     """Insert the row; on overwrite replace it. Returns the replaced file's path if any."""
-    group = current_app.config["GROUP"]
-    values = (app, user, file_id, sid, group, rel, spool.size, spool.sha.hexdigest(), ctype)
+    group = settings().group
     with transaction() as cur:
-        if spool.in_place:
-            inflight.finish(cur, sid)
-        old = None
-        if overwrite:
-            cur.execute(
-                "SELECT grp, path FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
-                (app, user, file_id),
-            )
-            old = cur.fetchone()
-            if old is not None and old["grp"] != group:
-                raise APIError(409, "wrong_group", "the existing file lives in another group")
-            cur.execute(
-                "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s",
-                (app, user, file_id),
-            )
-        try:
-            cur.execute(
-                "INSERT INTO files (app, user, file_id, sid, grp, path, size, sha256,"
-                " content_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                values,
-            )
-        except pymysql.err.IntegrityError:
-            raise APIError(409, "file_exists", "a file with this id exists") from None
-    return old["path"] if old else None
+        if up.in_flight:
+            inflight.finish(cur, up.sid)
+        old = files.take_over(cur, app, user, up.file_id, group) if overwrite else None
+        files.insert(
+            cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
+        )
+    return old
 
 
 def _abandon(sid: int) -> None:
@@ -189,80 +209,58 @@ def _abandon(sid: int) -> None:
         current_app.logger.warning("upload %d stays recorded as in flight: %s", sid, err)
 
 
+def _clean_up(up: _Upload, err: BaseException) -> None:
+    """Undo a failed upload at whatever step it failed: no file, no temporary, no in-flight
+    row left; a refused body is read so the error answer reaches the client."""
+    if up.spool is not None:
+        up.spool.discard()
+    if up.final is not None:
+        up.final.unlink(missing_ok=True)
+    for extra in request.environ.get("mediagrid.spools", []):
+        extra.discard()
+    if up.in_flight:
+        _abandon(up.sid)
+    if isinstance(err, APIError) and err.status == 507:
+        _drain_body()
+
+
 def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
     names.check_app(app)
     names.check_user(user)
     auth.require_app(app)
     overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
-    max_len = int(current_app.config["MAX_FILE_ID_LENGTH"])
     if file_id is None and request.args.get("file_id"):
         file_id = request.args["file_id"]
     if file_id is not None:
-        names.check_file_id(file_id, max_len)
-        if not overwrite and _exists(app, user, file_id):
-            raise APIError(409, "file_exists", "a file with this id exists; pass overwrite=1")
+        _check_new_id(app, user, file_id, overwrite, "a file with this id exists; pass overwrite=1")
     ids: IdClient = current_app.extensions["mediagrid_idclient"]
-    sid = ids.take()
-    filename = request.args.get("filename", "")
-    multipart = request.mimetype == "multipart/form-data"
-    spool: Spool | None = None
-    began = False
+    up = _Upload(ids.take())
     try:
-        if multipart:
-            upload = request.files.get("file")
-            for extra in request.environ.get("mediagrid.spools", []):
-                if upload is None or extra is not upload.stream:
-                    extra.discard()
-            if upload is None:
-                raise APIError(400, "missing_file", "multipart upload needs a 'file' part")
-            spool = upload.stream  # type: ignore[assignment]
-            assert isinstance(spool, Spool)
-            filename = filename or upload.filename or ""
-            declared = upload.mimetype
-            if file_id is None and request.form.get("file_id"):
-                file_id = names.check_file_id(request.form["file_id"], max_len)
-                if not overwrite and _exists(app, user, file_id):
-                    raise APIError(409, "file_exists", "a file with this id exists")
-            file_id, rel, ctype = _naming(sid, file_id, filename, declared)
+        if request.mimetype == "multipart/form-data":
+            _receive_multipart(up, app, user, file_id, overwrite)
         else:
-            # the path is known before the body: write it in place, recorded as in flight
-            file_id, rel, ctype = _naming(sid, file_id, filename, request.headers.get("Content-Type"))
-            with get_db().cursor() as cur:
-                inflight.begin(cur, sid, current_app.config["GROUP"], rel, current_app.config["NODE_ID"])
-            began = True
-            spool = _new_spool(request.content_length, _data_dir() / rel)
-            _stream_body(spool)
-        final = _data_dir() / rel
-        spool.commit(final)
+            _receive_raw(up, file_id)
+        assert up.spool is not None  # both receivers set it or raise
+        spool = up.spool
+        up.final = _data_dir() / up.rel
+        spool.commit(up.final)
+        replaced = _record(app, user, up, spool, overwrite)
     except BaseException as err:
-        if spool is not None:
-            spool.discard()
-        if began:
-            _abandon(sid)
-        for extra in request.environ.get("mediagrid.spools", []):
-            extra.discard()
-        if isinstance(err, APIError) and err.status == 507:
-            _drain_body()
-        raise
-    try:
-        replaced = _record(app, user, file_id, sid, rel, spool, ctype, overwrite)
-    except BaseException:
-        final.unlink(missing_ok=True)
-        if began:
-            _abandon(sid)
+        _clean_up(up, err)
         raise
     if replaced:
         (_data_dir() / replaced).unlink(missing_ok=True)
+    conf = settings()
     body = {
         "app": app,
         "user": user,
-        "file_id": file_id,
-        "group": current_app.config["GROUP"],
-        "node_id": current_app.config["NODE_ID"],
+        "file_id": up.file_id,
+        "group": conf.group,
+        "node_id": conf.node_id,
         "size": spool.size,
         "sha256": spool.sha.hexdigest(),
-        "content_type": ctype,
-        "path": f"/files/{app}/{user}/{file_id}",
+        "content_type": up.ctype,
+        "path": f"/files/{app}/{user}/{up.file_id}",
         "replaced": replaced is not None,
     }
     return jsonify(body), 201
@@ -286,7 +284,7 @@ def _own(app: str, user: str, file_id: str) -> dict[str, Any]:
     files.check_ref(app, user, file_id)
     auth.require_app(app, (app, user, file_id))
     row = files.get(app, user, file_id)
-    if row["grp"] != current_app.config["GROUP"]:
+    if row["grp"] != settings().group:
         raise APIError(421, "wrong_group", f"the file lives in group {row['grp']}")
     return row
 
@@ -303,13 +301,8 @@ def get_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
 def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
     """Delete row and file (storage node); 421 if the file lives in another group."""
     row = _own(app, user, file_id)
-    with transaction() as cur:
-        cur.execute(
-            "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s AND sid = %s",
-            (app, user, file_id, row["sid"]),
-        )
-        if cur.rowcount != 1:
-            raise APIError(404, "file_not_found", "no such file")
+    if not files.delete(app, user, file_id, row["sid"]):
+        raise APIError(404, "file_not_found", "no such file")
     (_data_dir() / row["path"]).unlink(missing_ok=True)
     return jsonify(deleted=True, **files.describe(row, app, user))
 
@@ -317,15 +310,12 @@ def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = create_service("storage", [bp], test_config)
     app.request_class = ShimRequest
-    conf = app.config
-    for key in ("GROUP", "NODE_ID", "DATA_DIR"):
-        if not conf[key]:
-            raise RuntimeError(f"storage shim needs MEDIAGRID_{key}")
-    names.check_group(conf["GROUP"])
+    conf = app.extensions["mediagrid_settings"]
+    for key in ("group", "node_id", "data_dir"):
+        if not getattr(conf, key):
+            raise RuntimeError(f"storage shim needs MEDIAGRID_{key.upper()}")
+    names.check_group(conf.group)
     app.extensions["mediagrid_idclient"] = IdClient(
-        list(conf["ID_SERVICE_URLS"]),
-        conf["NODE_ID"],
-        conf["CLUSTER_SECRET"],
-        int(conf["ID_PREFETCH"]),
+        conf.id_service_urls, conf.node_id, conf.cluster_secret, conf.id_prefetch
     )
     return app

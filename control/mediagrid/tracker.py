@@ -28,7 +28,6 @@ from .contract import (
     parse_json,
     parse_query,
 )
-from .db import get_db
 from .errors import APIError
 from .nodes import NodeTable
 from .routes import RouteCache, group_for
@@ -122,25 +121,7 @@ def list_files(app: str, user: str) -> ResponseReturnValue:
     names.check_user(user)
     auth.require_app(app)
     query = parse_query(ListQuery)
-    limit, after = query.limit, query.after
-    with get_db().cursor() as cur:
-        cur.execute(
-            "SELECT file_id, grp, size, sha256, content_type, created FROM files"
-            " WHERE app = %s AND user = %s AND file_id > %s ORDER BY file_id LIMIT %s",
-            (app, user, after, limit),
-        )
-        rows = cur.fetchall()
-    listed = [
-        {
-            "file_id": r["file_id"],
-            "group": r["grp"],
-            "size": r["size"],
-            "sha256": r["sha256"],
-            "content_type": r["content_type"],
-            "created": r["created"].isoformat() + "Z",
-        }
-        for r in rows
-    ]
+    listed = files.listing(app, user, query.after, query.limit)
     return jsonify(app=app, user=user, files=listed)
 
 
@@ -176,8 +157,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = create_service("tracker", [bp], test_config)
     conf = app.config
     path = conf["TRACKER_STATE_PATH"] or os.path.join(tempfile.gettempdir(), "mediagrid-tracker.sqlite")
-    app.extensions["mediagrid_nodes"] = NodeTable(
-        path, float(conf["OFFLINE_AFTER"]), float(conf["TRACKER_SNAPSHOT_TTL"])
-    )
-    app.extensions["mediagrid_routes"] = RouteCache(int(conf["ROUTE_CACHE_SIZE"]))
+    app.extensions["mediagrid_nodes"] = NodeTable(path, conf["OFFLINE_AFTER"], conf["TRACKER_SNAPSHOT_TTL"])
+    app.extensions["mediagrid_routes"] = RouteCache(conf["ROUTE_CACHE_SIZE"])
     return app

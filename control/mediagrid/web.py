@@ -1,8 +1,10 @@
 """The application factory every mediagrid service is built with.
 
 Configuration comes from :mod:`mediagrid.config` (defaults, file, ``MEDIAGRID_*`` env), then
-``test_config``; JSON error handlers, the database teardown and ``/api/v1/health`` are the
-same everywhere.
+``test_config``, and is checked before the app exists (a bad value fails the start with a
+message naming the setting); requests read it typed through :func:`settings`, and Flask's
+``app.config`` holds the same checked values. JSON error handlers, the database teardown
+and ``/api/v1/health`` are the same everywhere.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ from collections.abc import Iterable
 from typing import Any
 
 import pymysql
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from spectree import Response
 
 from . import __version__, config, db
 from .contract import Health, HealthQuery, api
 from .errors import register_error_handlers
+
+_SETTINGS = "mediagrid_settings"
+
+
+def settings() -> config.Settings:
+    """The current app's settings, checked when it was created."""
+    checked: config.Settings = current_app.extensions[_SETTINGS]
+    return checked
 
 
 def health_blueprint(service: str) -> Blueprint:
@@ -48,11 +59,15 @@ def create_service(
     service: str, blueprints: Iterable[Blueprint], test_config: dict[str, Any] | None = None
 ) -> Flask:
     app = Flask(f"mediagrid.{service}")
-    app.config.update(config.load())
+    app.config.update(config.read())
     if test_config:
         app.config.update(test_config)
+    checked = config.Settings.from_mapping(app.config)
+    app.config.update(checked.as_config())
+    app.extensions[_SETTINGS] = checked
     app.config["SERVICE"] = service
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, unless an app sets another
+    app.json.sort_keys = False
     if not app.debug:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     register_error_handlers(app)

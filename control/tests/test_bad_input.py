@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
 
-from mediagrid.auth import signed_headers
 from mediagrid.client import Client
+from mediagrid.db import one
+from mediagrid.signing import signed_headers
 from mediagrid_dev import DevCluster
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def _rows(cluster: DevCluster) -> int:
         with conn.cursor() as cur:
             # recorded files, and uploads still recorded as in flight (none once answered)
             cur.execute("SELECT (SELECT COUNT(*) FROM files) + (SELECT COUNT(*) FROM uploads) AS n")
-            return cur.fetchone()["n"]
+            return one(cur)["n"]
     finally:
         conn.close()
 
@@ -61,7 +62,7 @@ def test_bad_file_ids(cluster: DevCluster, client: Client, file_id: str, status:
     before = _leftovers(cluster)
     base = _storage(client, "ivan")
     raw_path = f"/api/v1/files/demo/ivan/{file_id}"
-    signed_path = requests.utils.unquote(raw_path)
+    signed_path = unquote(raw_path)
     resp = requests.put(
         base + raw_path,
         data=b"payload",

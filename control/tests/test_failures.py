@@ -11,8 +11,9 @@ import requests
 
 from mediagrid import config, inflight
 from mediagrid.agent import Janitor
-from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
+from mediagrid.db import one
+from mediagrid.signing import signed_headers
 from mediagrid_dev import DevCluster
 
 from .test_bad_input import _err, _leftovers, _rows
@@ -213,6 +214,6 @@ def test_in_place_uploads_leave_no_in_flight_rows(
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) AS n FROM uploads")
-            assert cur.fetchone()["n"] == 0
+            assert one(cur)["n"] == 0
     finally:
         conn.close()

@@ -6,13 +6,15 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
+from mediagrid.signing import signed_headers
 from mediagrid_dev import DevCluster
 
 from .conftest import sha256_of
@@ -20,7 +22,7 @@ from .conftest import sha256_of
 pytestmark = pytest.mark.integration
 
 
-def _row(cluster: DevCluster, app: str, user: str, file_id: str) -> dict | None:
+def _row(cluster: DevCluster, app: str, user: str, file_id: str) -> dict[str, Any] | None:
     conn = cluster.db()
     try:
         with conn.cursor() as cur:
@@ -120,6 +122,7 @@ def test_duplicate_id_conflicts_unless_overwrite(cluster: DevCluster, client: Cl
     info = client.upload(second, "dave", "note.txt", overwrite=True)
     assert info["replaced"] is True
     new = _row(cluster, "demo", "dave", "note.txt")
+    assert old is not None and new is not None
     assert new["size"] == second.stat().st_size
     assert not (cluster.group_dir(old["grp"]) / old["path"]).exists()
     assert requests.get(client.playback_url("dave", "note.txt"), timeout=10).content == second.read_bytes()
@@ -134,21 +137,20 @@ def test_a_retry_after_a_lost_answer_is_not_a_conflict(client: Client, tmp_path:
     client.upload(same, "lost", "clip.bin")
     calls: list[bool] = []
 
-    def lost_then_retry(user: str, code: str, call, rounds: int = 1):  # type: ignore[no-untyped-def]
+    def lost_then_retry(
+        user: str, code: str, call: Callable[[str, bool], dict[str, Any]], rounds: int = 1
+    ) -> dict[str, Any]:
         base = client.storages(user)["storages"][0]["url"]
         calls.append(True)
         return call(base, True)  # as _on_group does after a failed first attempt
 
-    original = client._on_group
-    client._on_group = lost_then_retry  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client, "_on_group", lost_then_retry)
         info = client.upload(same, "lost", "clip.bin")
         assert info["sha256"] == sha256_of(same) and info["size"] == same.stat().st_size
         with pytest.raises(MediagridError) as err:  # other bytes under the id stay a conflict
             client.upload(other, "lost", "clip.bin")
         assert err.value.status == 409
-    finally:
-        client._on_group = original  # type: ignore[method-assign]
     assert calls == [True, True]
     with pytest.raises(MediagridError) as err:  # a first attempt's 409 is a conflict
         client.upload(same, "lost", "clip.bin")
@@ -160,11 +162,12 @@ def test_tenant_isolation(cluster: DevCluster, client: Client, other_client: Cli
     secret.write_bytes(b"tenant demo only")
     client.upload(secret, "erin", "secret.txt")
     # the other tenant cannot list, read, delete or upload into demo's namespace
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: other_client._call("GET", cluster.url, "/api/v1/files/demo/erin"),
         lambda: other_client._call("GET", cluster.url, "/files/demo/erin/secret.txt"),
         lambda: other_client._call("GET", cluster.url, "/api/v1/storages", {"app": "demo", "user": "erin"}),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(MediagridError) as err:
             call()
         assert err.value.status == 403

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mediagrid import assign, auth, config, names
+from mediagrid import assign, config, names, signing
 from mediagrid.errors import APIError
 from mediagrid.idalloc import SegmentAllocator
 from mediagrid.nodes import ACTIVE, OFFLINE, SYNCING, NodeTable
@@ -43,18 +43,18 @@ def test_extension_is_sanitised() -> None:
 
 
 def test_token_and_file_signatures_differ_per_input() -> None:
-    t1 = auth.make_token("demo", "s3cret", 100)
+    t1 = signing.make_token("demo", "s3cret", 100)
     assert t1.startswith("mg1.demo.100.")
-    assert t1 != auth.make_token("demo", "other", 100)
-    a = auth.file_signature("k", "demo", "alice", "f1", 100)
-    assert a != auth.file_signature("k", "demo", "alice", "f2", 100)
-    assert a != auth.file_signature("k", "demo", "bob", "f1", 100)
+    assert t1 != signing.make_token("demo", "other", 100)
+    a = signing.file_signature("k", "demo", "alice", "f1", 100)
+    assert a != signing.file_signature("k", "demo", "alice", "f2", 100)
+    assert a != signing.file_signature("k", "demo", "bob", "f1", 100)
     assert "=" not in a
 
 
 def test_signed_headers_cover_query_order_independently() -> None:
-    text1 = auth.request_text("GET", "/p", auth.canonical_query([("b", "2"), ("a", "1")]), "1", "x")
-    text2 = auth.request_text("GET", "/p", auth.canonical_query([("a", "1"), ("b", "2")]), "1", "x")
+    text1 = signing.request_text("GET", "/p", signing.canonical_query([("b", "2"), ("a", "1")]), "1", "x")
+    text2 = signing.request_text("GET", "/p", signing.canonical_query([("a", "1"), ("b", "2")]), "1", "x")
     assert text1 == text2
 
 
@@ -87,7 +87,7 @@ def test_allocator_never_overlaps_across_threads() -> None:
     assert len(got) == len(set(got)) == 8 * 1341
 
 
-def test_node_table_states(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_node_table_states(tmp_path: Path) -> None:
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.5}
     table.record({**base, "node_id": "a", "heal_pending": 0}, join=True)
@@ -104,7 +104,7 @@ def test_node_table_states(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert {n.node_id for n in other.nodes()} == {"a", "b"}
 
 
-def test_a_peer_holding_heals_keeps_a_rejoined_node_syncing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_peer_holding_heals_keeps_a_rejoined_node_syncing(tmp_path: Path) -> None:
     # b was cut off: its own check cannot see a's brick and says 0, but a counted the writes
     # b missed, so b stays out of uploads until a has healed it; a itself stays ACTIVE
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
@@ -123,7 +123,7 @@ def test_a_peer_holding_heals_keeps_a_rejoined_node_syncing(tmp_path) -> None:  
     assert {n.node_id: n.state for n in table.nodes() if n.group == "g1"} == {"a": OFFLINE, "b": ACTIVE}
 
 
-def test_node_table_made_by_an_older_tracker_gains_heal_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_node_table_made_by_an_older_tracker_gains_heal_source(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "t.sqlite"
@@ -140,7 +140,7 @@ def test_node_table_made_by_an_older_tracker_gains_heal_source(tmp_path) -> None
     assert [(n.node_id, n.heal_source, n.state) for n in table.nodes()] == [("a", 0, ACTIVE)]
 
 
-def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path: Path) -> None:
     # a snapshot far longer than the silence allowed must not keep a silent node in lookups
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=60.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
@@ -153,7 +153,7 @@ def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path) -> None:  # ty
     assert {n.state for n in table.nodes()} == {OFFLINE}
 
 
-def test_most_free_and_hashed_strategies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_most_free_and_hashed_strategies(tmp_path: Path) -> None:
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=5, snapshot_ttl=0.0)
     for node, group, free in (("a", "g1", 100), ("b", "g2", 500), ("c", "g2", 300)):
         table.record(
@@ -193,7 +193,7 @@ def test_most_free_and_hashed_strategies(tmp_path) -> None:  # type: ignore[no-u
         assign.resolve("nope")
 
 
-def test_config_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_config_layers(tmp_path: Path) -> None:
     conf_file = tmp_path / "c.toml"
     conf_file.write_text('DB_PORT = 3307\nGROUP = "g1"\n')
     conf = config.load(

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import requests
 
-from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
+from mediagrid.signing import signed_headers
 
 from .conftest import GROUPS, Lab, docker, sql
 from .drills import (

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from mediagrid.auth import signed_headers
 from mediagrid.client import Client, MediagridError
+from mediagrid.signing import signed_headers
 
 from .conftest import GROUPS, PREFIX, Lab, docker, sha256, sql
 

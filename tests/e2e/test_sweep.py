@@ -26,8 +26,8 @@ import schemathesis
 from schemathesis import APIOperation, BaseSchema, Case, GenerationMode
 from schemathesis import checks as st_checks
 
-from mediagrid.auth import file_signature, make_token, signed_headers
 from mediagrid.client import Client
+from mediagrid.signing import file_signature, make_token, signed_headers
 
 from .conftest import GROUPS, PREFIX, ROOT, Lab, docker, sql
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import requests
 
 from mediagrid import admin, config
-from mediagrid.auth import signed_headers
-from mediagrid.db import connect
+from mediagrid.db import Connection, connect
+from mediagrid.signing import signed_headers
 
 from . import conffile
 from .mariadb import MariaDB
@@ -107,7 +106,7 @@ class DevCluster:
         )
         return conf
 
-    def db(self) -> pymysql.connections.Connection:
+    def db(self) -> Connection:
         """A connection to the cluster's database as the application user (dict rows)."""
         return connect(self.db_conf)
 

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mediagrid import auth, gateway, idservice, storage, tracker
+from mediagrid import auth, gateway, idservice, signing, storage, tracker
 
 APP = "demo"
 SECRETS = {APP: "demo-secret", "other": "other-secret"}
@@ -34,7 +34,7 @@ REPORT: dict[str, Any] = {
 
 def token(app: str = APP) -> dict[str, str]:
     """A bearer token header for ``app``."""
-    return {"Authorization": "Bearer " + auth.make_token(app, SECRETS[app], int(time.time()) + 600)}
+    return {"Authorization": "Bearer " + signing.make_token(app, SECRETS[app], int(time.time()) + 600)}
 
 
 @pytest.fixture

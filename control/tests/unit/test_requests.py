@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from mediagrid import auth
+from mediagrid import signing
 
 from .conftest import APP, CLUSTER_SECRET, REPORT, token
 
@@ -27,7 +27,7 @@ def expect(resp: TestResponse, status: int, code: str) -> None:
 def node_post(
     client: FlaskClient, path: str, body: bytes, node: str = "s1", secret: str = CLUSTER_SECRET
 ) -> TestResponse:
-    headers = auth.signed_headers(node, secret, "POST", path, None, body, cluster=True)
+    headers = signing.signed_headers(node, secret, "POST", path, None, body, cluster=True)
     return client.post(path, data=body, headers={**headers, "Content-Type": "application/json"})
 
 
