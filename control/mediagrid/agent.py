@@ -16,7 +16,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ import pymysql
 import requests
 
 from . import config, inflight
+from .config import Settings
 from .db import Connection, connect
 from .signing import signed_headers
 from .spool import TMP_DIR
@@ -60,19 +60,19 @@ def gluster_heals(output: str, own_host: str) -> tuple[int, int]:
     return pending, source
 
 
-def check_heal(conf: Mapping[str, Any], timeout: float = 60.0) -> tuple[int, int]:
+def check_heal(conf: Settings, timeout: float = 60.0) -> tuple[int, int]:
     """``(pending, source)`` heal entries of this node (see :func:`gluster_heals`): of the
     group's GlusterFS volume (``HEAL_VOLUME``; this node's brick is the one on
     ``HEAL_BRICK_HOST``, by default the host of ``PUBLIC_URL``) or from an operator-supplied
     command printing the pending count (``HEAL_CHECK_COMMAND``); ``(0, 0)`` when neither is
     set. Raises when the check fails."""
-    if conf.get("HEAL_VOLUME"):
-        argv = ["gluster", "volume", "heal", conf["HEAL_VOLUME"], "info", "summary"]
+    if conf.heal_volume:
+        argv = ["gluster", "volume", "heal", conf.heal_volume, "info", "summary"]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
-        own = conf.get("HEAL_BRICK_HOST") or urlsplit(conf["PUBLIC_URL"]).hostname or ""
+        own = conf.heal_brick_host or urlsplit(conf.public_url).hostname or ""
         return gluster_heals(out.stdout, own)
-    if conf.get("HEAL_CHECK_COMMAND"):
-        command = conf["HEAL_CHECK_COMMAND"]
+    if conf.heal_check_command:
+        command = conf.heal_check_command
         out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout, check=True)
         return int(out.stdout.strip() or 0), 0
     return 0, 0
@@ -86,7 +86,7 @@ class HealWatcher:
     nothing new about this node); with no answer yet, or none for ``stale_after`` seconds,
     the node reports itself syncing: unsure is not healthy."""
 
-    def __init__(self, conf: Mapping[str, Any], period: float = 2.0, stale_after: float = 300.0) -> None:
+    def __init__(self, conf: Settings, period: float = 2.0, stale_after: float = 300.0) -> None:
         self.conf, self.period, self.stale_after = conf, period, stale_after
         self._value: tuple[int, int] | None = None
         self._at = 0.0
@@ -145,17 +145,17 @@ class Janitor:
     in-place uploads still recorded as in flight (``inflight``). MariaDB being down only
     postpones the second to the next round."""
 
-    def __init__(self, conf: Mapping[str, Any]) -> None:
+    def __init__(self, conf: Settings) -> None:
         self.conf = conf
-        self.max_age = conf["STALE_PART_SECONDS"]
+        self.max_age = conf.stale_part_seconds
         self._db: Connection | None = None
 
     def sweep(self) -> int:
-        removed = sweep_parts(self.conf["DATA_DIR"], self.max_age)
+        removed = sweep_parts(self.conf.data_dir, self.max_age)
         try:
             if self._db is None:
-                self._db = connect(self.conf)
-            removed += inflight.sweep(self._db, self.conf["GROUP"], self.conf["DATA_DIR"], self.max_age)
+                self._db = connect(self.conf.as_config())
+            removed += inflight.sweep(self._db, self.conf.group, self.conf.data_dir, self.max_age)
         except pymysql.MySQLError as err:
             log.warning("cannot sweep abandoned uploads now: %s", err)
             if self._db is not None:
@@ -165,23 +165,23 @@ class Janitor:
         return removed
 
 
-def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
+def report(conf: Settings, heal: HealWatcher) -> dict[str, Any]:
     """One heartbeat. A group volume that cannot be read (its mount lost every brick, say)
     reports no space and a pending heal: the node stays known but is offered to nobody."""
     pending = heal.pending()
     try:
-        st = os.statvfs(conf["DATA_DIR"])
+        st = os.statvfs(conf.data_dir)
         free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
     except OSError as err:
-        log.warning("cannot read the group volume %s: %s", conf["DATA_DIR"], err)
+        log.warning("cannot read the group volume %s: %s", conf.data_dir, err)
         free, total, pending = 0, 0, max(pending, 1)
     return {
-        "node_id": conf["NODE_ID"],
-        "group": conf["GROUP"],
-        "url": conf["PUBLIC_URL"],
+        "node_id": conf.node_id,
+        "group": conf.group,
+        "url": conf.public_url,
         "free": free,
         "total": total,
-        "reserve": conf["RESERVE_BYTES"],
+        "reserve": conf.reserve_bytes,
         "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
         "heal_pending": pending,
         "heal_source": heal.source(),
@@ -189,7 +189,7 @@ def report(conf: Mapping[str, Any], heal: HealWatcher) -> dict[str, Any]:
 
 
 class TrackerLink:
-    def __init__(self, base: str, conf: Mapping[str, Any]) -> None:
+    def __init__(self, base: str, conf: Settings) -> None:
         self.base = base.rstrip("/")
         self.conf = conf
         self.joined = False
@@ -197,8 +197,8 @@ class TrackerLink:
 
     def _post(self, path: str, body: bytes) -> requests.Response:
         headers = signed_headers(
-            self.conf["NODE_ID"],
-            self.conf["CLUSTER_SECRET"],
+            self.conf.node_id,
+            self.conf.cluster_secret,
             "POST",
             path,
             None,
@@ -229,9 +229,9 @@ class TrackerLink:
             self.joined = False
 
 
-def run(conf: Mapping[str, Any], stop: threading.Event) -> None:
-    interval = conf["HEARTBEAT_INTERVAL"]
-    links = [TrackerLink(url, conf) for url in conf["TRACKERS"]]
+def run(conf: Settings, stop: threading.Event) -> None:
+    interval = conf.heartbeat_interval
+    links = [TrackerLink(url, conf) for url in conf.trackers]
     if not links:
         raise SystemExit("agent needs MEDIAGRID_TRACKERS")
     heal = HealWatcher(conf)
@@ -258,12 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        conf = config.load(path=args.config)
+        conf = config.load_settings(path=args.config)
     except config.ConfigError as err:
         raise SystemExit(f"mediagrid-agent: {err}") from None
-    for key in ("NODE_ID", "GROUP", "DATA_DIR", "PUBLIC_URL", "CLUSTER_SECRET"):
-        if not conf[key]:
-            raise SystemExit(f"agent needs MEDIAGRID_{key}")
+    for key in ("node_id", "group", "data_dir", "public_url", "cluster_secret"):
+        if not getattr(conf, key):
+            raise SystemExit(f"agent needs MEDIAGRID_{key.upper()}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

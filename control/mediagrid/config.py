@@ -168,8 +168,13 @@ def read(environ: Mapping[str, str] | None = None, path: str | None = None) -> d
     return conf
 
 
+def load_settings(environ: Mapping[str, str] | None = None, path: str | None = None) -> Settings:
+    """The effective settings, checked (:class:`ConfigError` on a bad value)."""
+    return Settings.from_mapping(read(environ, path))
+
+
 def load(environ: Mapping[str, str] | None = None, path: str | None = None) -> dict[str, Any]:
-    """The effective configuration, checked (:class:`ConfigError` on a bad value)."""
+    """The effective configuration as a mapping (``DB_*`` keys for :func:`db.connect`), checked."""
     conf = read(environ, path)
     conf.update(Settings.from_mapping(conf).as_config())
     return conf

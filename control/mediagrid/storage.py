@@ -310,7 +310,7 @@ def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = create_service("storage", [bp], test_config)
     app.request_class = ShimRequest
-    conf = app.extensions["mediagrid_settings"]
+    conf = settings(app)
     for key in ("group", "node_id", "data_dir"):
         if not getattr(conf, key):
             raise RuntimeError(f"storage shim needs MEDIAGRID_{key.upper()}")

@@ -26,9 +26,9 @@ from .errors import register_error_handlers
 _SETTINGS = "mediagrid_settings"
 
 
-def settings() -> config.Settings:
-    """The current app's settings, checked when it was created."""
-    checked: config.Settings = current_app.extensions[_SETTINGS]
+def settings(app: Flask | None = None) -> config.Settings:
+    """The settings of ``app`` (by default the current one), checked when it was created."""
+    checked: config.Settings = (current_app if app is None else app).extensions[_SETTINGS]
     return checked
 
 

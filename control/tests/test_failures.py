@@ -172,7 +172,7 @@ def test_janitor_removes_an_upload_its_shim_never_finished(cluster: DevCluster, 
     in flight. The agents' janitor removes it once nobody has written it for a while, and
     leaves alone an upload still being written (fresh mtime) however old its row."""
     node = next(n for n, i in cluster.storage_nodes.items() if i["group"] == "g1")
-    conf = config.load(path=str(cluster.root / "conf" / f"agent-{node}.toml"))
+    conf = config.load_settings(path=str(cluster.root / "conf" / f"agent-{node}.toml"))
     root = cluster.group_dir("g1")
     dead, live = (2**62 + 7, "7f/ff/dead.bin"), (2**62 + 8, "7f/ff/live.bin")
     (root / "7f/ff").mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mediagrid import assign, config, names, signing
+from mediagrid.config import Settings
 from mediagrid.errors import APIError
 from mediagrid.idalloc import SegmentAllocator
 from mediagrid.nodes import ACTIVE, OFFLINE, SYNCING, NodeTable
@@ -242,7 +244,7 @@ def test_heal_watcher_keeps_the_last_answer_when_a_check_fails(tmp_path: Path) -
     from mediagrid.agent import HealWatcher
 
     answer = tmp_path / "pending"
-    watcher = HealWatcher({"HEAL_CHECK_COMMAND": f"cat {answer}"}, stale_after=60)
+    watcher = HealWatcher(Settings(heal_check_command=f"cat {answer}"), stale_after=60)
     assert watcher.pending() == 1  # nothing known yet: syncing
     answer.write_text("0")
     watcher.check_once()
@@ -263,15 +265,9 @@ def test_heal_watcher_keeps_the_last_answer_when_a_check_fails(tmp_path: Path) -
 def test_agent_reports_an_unreadable_volume_as_unusable(tmp_path: Path) -> None:
     from mediagrid.agent import HealWatcher, report
 
-    conf = {
-        "NODE_ID": "n",
-        "GROUP": "g",
-        "PUBLIC_URL": "http://x",
-        "RESERVE_BYTES": 0,
-        "DATA_DIR": str(tmp_path / "gone"),
-    }
-    heal = HealWatcher({})
+    conf = Settings(node_id="n", group="g", public_url="http://x", data_dir=str(tmp_path / "gone"))
+    heal = HealWatcher(Settings())
     heal.check_once()
     beat = report(conf, heal)
     assert (beat["free"], beat["heal_pending"]) == (0, 1)
-    assert report({**conf, "DATA_DIR": str(tmp_path)}, heal)["heal_pending"] == 0
+    assert report(replace(conf, data_dir=str(tmp_path)), heal)["heal_pending"] == 0
