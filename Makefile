@@ -43,8 +43,9 @@ lint-py: venv
 ## client, no MariaDB or nginx (seconds)
 test-unit: venv
 	$(VENV)/bin/pytest control/tests/unit -q -rs -p no:cacheprovider
-## typecheck: mypy over the control plane and its tests (settings in control/pyproject.toml)
-.PHONY: typecheck
+
+## typecheck: mypy over control/: the package, the dev cluster and the tests (settings in
+## control/pyproject.toml)
 typecheck: venv
 	cd control && ../$(VENV)/bin/mypy
 

@@ -1,12 +1,12 @@
 """The CLI and the client library run where only requests is installed: the services'
-dependencies (Flask, Werkzeug, Jinja2, gunicorn, PyMySQL) are the "server" extra."""
+dependencies (Flask, Werkzeug, gunicorn, PyMySQL, spectree, pydantic) are the "server" extra."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-SERVER_ONLY = ("flask", "werkzeug", "jinja2", "gunicorn", "pymysql")
+SERVER_ONLY = ("flask", "werkzeug", "jinja2", "gunicorn", "pymysql", "spectree", "pydantic")
 
 # Run in a fresh interpreter where importing any server dependency fails, as it would
 # in a venv with `pip install mediagrid` (no extra).
