@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
@@ -16,7 +15,6 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import pymysql
@@ -24,6 +22,7 @@ import requests
 
 from . import config, inflight
 from .config import Settings
+from .contract import Report
 from .db import Connection, connect
 from .signing import signed_headers
 from .spool import TMP_DIR
@@ -165,7 +164,7 @@ class Janitor:
         return removed
 
 
-def report(conf: Settings, heal: HealWatcher) -> dict[str, Any]:
+def report(conf: Settings, heal: HealWatcher) -> Report:
     """One heartbeat. A group volume that cannot be read (its mount lost every brick, say)
     reports no space and a pending heal: the node stays known but is offered to nobody."""
     pending = heal.pending()
@@ -175,17 +174,17 @@ def report(conf: Settings, heal: HealWatcher) -> dict[str, Any]:
     except OSError as err:
         log.warning("cannot read the group volume %s: %s", conf.data_dir, err)
         free, total, pending = 0, 0, max(pending, 1)
-    return {
-        "node_id": conf.node_id,
-        "group": conf.group,
-        "url": conf.public_url,
-        "free": free,
-        "total": total,
-        "reserve": conf.reserve_bytes,
-        "load": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
-        "heal_pending": pending,
-        "heal_source": heal.source(),
-    }
+    return Report(
+        node_id=conf.node_id,
+        group=conf.group,
+        url=conf.public_url,
+        free=free,
+        total=total,
+        reserve=conf.reserve_bytes,
+        load=round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
+        heal_pending=pending,
+        heal_source=heal.source(),
+    )
 
 
 class TrackerLink:
@@ -209,8 +208,8 @@ class TrackerLink:
         headers["Connection"] = "close"  # a beat a second: no idle keep-alive to race with
         return self.session.post(self.base + path, data=body, headers=headers, timeout=2)
 
-    def beat(self, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
+    def beat(self, payload: Report) -> None:
+        body = payload.model_dump_json().encode()
         try:
             if self.joined:
                 resp = self._post("/api/v1/cluster/heartbeat", body)

@@ -19,10 +19,12 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from .contract import Report
 
 ACTIVE, SYNCING, OFFLINE = "ACTIVE", "SYNCING", "OFFLINE"
 
@@ -41,28 +43,6 @@ CREATE TABLE IF NOT EXISTS nodes (
     heal_source INTEGER NOT NULL DEFAULT 0
 )
 """
-# in Node's field order
-_COLUMNS = (
-    "node_id",
-    "grp",
-    "url",
-    "free",
-    "total",
-    "reserve",
-    "load",
-    "heal_pending",
-    "joined",
-    "last_seen",
-    "heal_source",
-)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM nodes ORDER BY node_id"
-_JOIN = "INSERT OR REPLACE INTO nodes ({}) VALUES ({})".format(
-    ", ".join(_COLUMNS), ", ".join(f":{c}" for c in _COLUMNS)
-)
-# a heartbeat keeps the time the node joined
-_BEAT = "UPDATE nodes SET {} WHERE node_id = :node_id".format(
-    ", ".join(f"{c} = :{c}" for c in _COLUMNS if c not in ("node_id", "joined"))
-)
 
 
 @dataclass(frozen=True)
@@ -93,6 +73,20 @@ class Node:
             "heal_source": self.heal_source,
             "last_heartbeat_age": round(max(0.0, now - self.last_seen), 3),
         }
+
+
+# The table's columns: Node's fields but its derived state, in field order (group is a
+# reserved word in SQL, so its column is grp). A report (mediagrid.contract.Report) fills
+# them, with the times the tracker adds.
+_COLUMNS = tuple("grp" if f.name == "group" else f.name for f in fields(Node) if f.name != "state")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM nodes ORDER BY node_id"
+_JOIN = "INSERT OR REPLACE INTO nodes ({}) VALUES ({})".format(
+    ", ".join(_COLUMNS), ", ".join(f":{c}" for c in _COLUMNS)
+)
+# a heartbeat keeps the time the node joined
+_BEAT = "UPDATE nodes SET {} WHERE node_id = :node_id".format(
+    ", ".join(f"{c} = :{c}" for c in _COLUMNS if c not in ("node_id", "joined"))
+)
 
 
 @dataclass
@@ -164,22 +158,12 @@ class NodeTable:
         cur = self._conn().execute("SELECT 1 FROM nodes WHERE node_id = ?", (node_id,))
         return cur.fetchone() is not None
 
-    def record(self, report: dict[str, Any], join: bool) -> None:
-        """Store a join or heartbeat report (fields validated by the caller)."""
+    def record(self, report: Report, join: bool) -> None:
+        """Store a join or heartbeat report, validated by its model."""
         now = time.time()
-        row = {
-            "node_id": report["node_id"],
-            "grp": report["group"],
-            "url": report["url"],
-            "free": int(report["free"]),
-            "total": int(report["total"]),
-            "reserve": int(report["reserve"]),
-            "load": float(report["load"]),
-            "heal_pending": int(report["heal_pending"]),
-            "joined": now,
-            "last_seen": now,
-            "heal_source": int(report.get("heal_source", 0)),
-        }
+        row = report.model_dump()
+        row["grp"] = row.pop("group")
+        row["joined"] = row["last_seen"] = now
         self._conn().execute(_JOIN if join else _BEAT, row)
         with self._lock:
             self._snap = (0.0, None)  # this worker sees its own write at once

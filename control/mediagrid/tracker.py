@@ -40,10 +40,10 @@ def _table() -> NodeTable:
     return current_app.extensions["mediagrid_nodes"]
 
 
-def _node_report() -> dict[str, Any]:
+def _node_report() -> Report:
     node = auth.authenticate_node()
-    report = parse_json(Report).model_dump()
-    if report["node_id"] != node:
+    report = parse_json(Report)
+    if report.node_id != node:
         raise APIError(403, "forbidden", "a node may only report for itself")
     return report
 
@@ -54,7 +54,7 @@ def join() -> ResponseReturnValue:
     """Storage node joins (cluster secret, signed over the body too)."""
     report = _node_report()
     _table().record(report, join=True)
-    current_app.logger.info("node %s joined group %s", report["node_id"], report["group"])
+    current_app.logger.info("node %s joined group %s", report.node_id, report.group)
     return jsonify(status="joined", heartbeat_interval=current_app.config["HEARTBEAT_INTERVAL"])
 
 
@@ -64,7 +64,7 @@ def heartbeat() -> ResponseReturnValue:
     """Storage node heartbeat (cluster secret); 404 before a join."""
     report = _node_report()
     table = _table()
-    if not table.known(report["node_id"]):
+    if not table.known(report.node_id):
         raise APIError(404, "unknown_node", "join before sending heartbeats")
     table.record(report, join=False)
     return jsonify(status="ok")

@@ -12,6 +12,7 @@ import pytest
 
 from mediagrid import assign, config, names, signing
 from mediagrid.config import Settings
+from mediagrid.contract import Report
 from mediagrid.errors import APIError
 from mediagrid.idalloc import SegmentAllocator
 from mediagrid.nodes import ACTIVE, OFFLINE, SYNCING, NodeTable
@@ -92,8 +93,8 @@ def test_allocator_never_overlaps_across_threads() -> None:
 def test_node_table_states(tmp_path: Path) -> None:
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.5}
-    table.record({**base, "node_id": "a", "heal_pending": 0}, join=True)
-    table.record({**base, "node_id": "b", "heal_pending": 3, "load": 0.1}, join=True)
+    table.record(Report.model_validate({**base, "node_id": "a", "heal_pending": 0}), join=True)
+    table.record(Report.model_validate({**base, "node_id": "b", "heal_pending": 3, "load": 0.1}), join=True)
     states = {n.node_id: n.state for n in table.nodes()}
     assert states == {"a": ACTIVE, "b": SYNCING}
     group = table.groups()["g1"]
@@ -111,17 +112,23 @@ def test_a_peer_holding_heals_keeps_a_rejoined_node_syncing(tmp_path: Path) -> N
     # b missed, so b stays out of uploads until a has healed it; a itself stays ACTIVE
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
-    table.record({**base, "node_id": "a", "heal_pending": 0, "heal_source": 61}, join=True)
-    table.record({**base, "node_id": "b", "heal_pending": 0}, join=True)
-    table.record({**base, "group": "g2", "node_id": "c", "heal_pending": 0}, join=True)
+    table.record(
+        Report.model_validate({**base, "node_id": "a", "heal_pending": 0, "heal_source": 61}), join=True
+    )
+    table.record(Report.model_validate({**base, "node_id": "b", "heal_pending": 0}), join=True)
+    table.record(Report.model_validate({**base, "group": "g2", "node_id": "c", "heal_pending": 0}), join=True)
     assert {n.node_id: n.state for n in table.nodes()} == {"a": ACTIVE, "b": SYNCING, "c": ACTIVE}
     assert [n.node_id for n in table.groups()["g1"].active] == ["a"]
-    table.record({**base, "node_id": "a", "heal_pending": 0, "heal_source": 0}, join=False)
+    table.record(
+        Report.model_validate({**base, "node_id": "a", "heal_pending": 0, "heal_source": 0}), join=False
+    )
     assert {n.state for n in table.nodes()} == {ACTIVE}
     # an OFFLINE peer's stale count holds no one back
-    table.record({**base, "node_id": "a", "heal_pending": 0, "heal_source": 5}, join=False)
+    table.record(
+        Report.model_validate({**base, "node_id": "a", "heal_pending": 0, "heal_source": 5}), join=False
+    )
     time.sleep(0.4)
-    table.record({**base, "node_id": "b", "heal_pending": 0}, join=False)
+    table.record(Report.model_validate({**base, "node_id": "b", "heal_pending": 0}), join=False)
     assert {n.node_id: n.state for n in table.nodes() if n.group == "g1"} == {"a": OFFLINE, "b": ACTIVE}
 
 
@@ -146,7 +153,7 @@ def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path: Path) -> None:
     # a snapshot far longer than the silence allowed must not keep a silent node in lookups
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=60.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
-    table.record({**base, "node_id": "a", "heal_pending": 0}, join=True)
+    table.record(Report.model_validate({**base, "node_id": "a", "heal_pending": 0}), join=True)
     assert [n.node_id for n in table.groups()["g1"].active] == ["a"]
     first = table.groups()
     assert table.groups() is first  # still cached while nothing can change
@@ -159,31 +166,35 @@ def test_most_free_and_hashed_strategies(tmp_path: Path) -> None:
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=5, snapshot_ttl=0.0)
     for node, group, free in (("a", "g1", 100), ("b", "g2", 500), ("c", "g2", 300)):
         table.record(
-            {
-                "node_id": node,
-                "group": group,
-                "url": "http://x",
-                "free": free,
-                "total": 1000,
-                "reserve": 50,
-                "load": 0.0,
-                "heal_pending": 0,
-            },
+            Report.model_validate(
+                {
+                    "node_id": node,
+                    "group": group,
+                    "url": "http://x",
+                    "free": free,
+                    "total": 1000,
+                    "reserve": 50,
+                    "load": 0.0,
+                    "heal_pending": 0,
+                }
+            ),
             join=True,
         )
     groups = list(table.groups().values())
     assert {assign.most_free(groups, "app", f"u{i}") for i in range(20)} == {"g2"}  # 250 > 50
     table.record(
-        {
-            "node_id": "d",
-            "group": "g3",
-            "url": "http://x",
-            "free": 290,
-            "total": 1000,
-            "reserve": 50,
-            "load": 0.0,
-            "heal_pending": 0,
-        },
+        Report.model_validate(
+            {
+                "node_id": "d",
+                "group": "g3",
+                "url": "http://x",
+                "free": 290,
+                "total": 1000,
+                "reserve": 50,
+                "load": 0.0,
+                "heal_pending": 0,
+            }
+        ),
         join=True,
     )
     near = list(table.groups().values())  # g3 (240) is within 5% of g2 (250): both take users
@@ -269,5 +280,5 @@ def test_agent_reports_an_unreadable_volume_as_unusable(tmp_path: Path) -> None:
     heal = HealWatcher(Settings())
     heal.check_once()
     beat = report(conf, heal)
-    assert (beat["free"], beat["heal_pending"]) == (0, 1)
-    assert report(replace(conf, data_dir=str(tmp_path)), heal)["heal_pending"] == 0
+    assert (beat.free, beat.heal_pending) == (0, 1)
+    assert report(replace(conf, data_dir=str(tmp_path)), heal).heal_pending == 0

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from mediagrid import signing
+from mediagrid.contract import Report
 
 from .conftest import APP, CLUSTER_SECRET, REPORT, token
 
@@ -56,7 +57,7 @@ def test_lookup_needs_the_app_s_credentials(client: FlaskClient) -> None:
 
 def test_lookup_answers_from_the_node_table(app: Flask, client: FlaskClient) -> None:
     with app.app_context():
-        app.extensions["mediagrid_nodes"].record(REPORT, join=True)
+        app.extensions["mediagrid_nodes"].record(Report.model_validate(REPORT), join=True)
     app.extensions["mediagrid_routes"].put((APP, "u1"), "g1")
     resp = client.get(f"/api/v1/storages?app={APP}&user=u1", headers=token())
     assert resp.status_code == 200, resp.data
