@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 import pymysql
 
-from . import config, names, schema
-from .db import connect, one
+from . import apps, config, schema
+from .db import connect
 from .errors import APIError
-
-
-def create_app(cur: Any, name: str, secret: str | None = None) -> str:
-    """Create app ``name`` if it is new; return its secret. A given ``secret`` replaces
-    the app's, else an existing app keeps its own and a new one gets a random one."""
-    names.check_app(name)
-    cur.execute(
-        "INSERT INTO apps (app, secret) VALUES (%s, %s)"
-        " ON DUPLICATE KEY UPDATE secret = IF(%s, VALUES(secret), secret)",
-        (name, secret or secrets.token_urlsafe(32), bool(secret)),
-    )
-    cur.execute("SELECT secret FROM apps WHERE app = %s", (name,))
-    return str(one(cur)["secret"])
 
 
 def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
@@ -33,33 +19,19 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     try:
         with conn.cursor() as cur:
             if args.action == "create":
-                secret = create_app(cur, args.name, args.secret)
-                conn.commit()
-                print(secret)
+                print(apps.create(cur, args.name, args.secret))
             elif args.action == "set":
                 # idempotent, for configuration management: secret on stdin, never in argv
-                names.check_app(args.name)
                 secret = sys.stdin.readline().strip()
                 if len(secret) < 16:
                     raise SystemExit("mediagrid-admin: app set needs a secret of 16+ chars on stdin")
-                cur.execute("SELECT secret FROM apps WHERE app = %s", (args.name,))
-                row = cur.fetchone()
-                if row is None:
-                    cur.execute("INSERT INTO apps (app, secret) VALUES (%s, %s)", (args.name, secret))
-                    print("created")
-                elif row["secret"] != secret:
-                    cur.execute("UPDATE apps SET secret = %s WHERE app = %s", (secret, args.name))
-                    print("updated")
-                else:
-                    print("unchanged")
-                conn.commit()
+                print(apps.put(cur, args.name, secret))
             elif args.action == "list":
-                cur.execute("SELECT app, created FROM apps ORDER BY app")
-                for row in cur.fetchall():
+                for row in apps.listing(cur):
                     print(f"{row['app']}\t{row['created']}")
             elif args.action == "delete":
-                cur.execute("DELETE FROM apps WHERE app = %s", (args.name,))
-                conn.commit()
+                apps.delete(cur, args.name)
+        conn.commit()
     finally:
         conn.close()
     return 0

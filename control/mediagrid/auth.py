@@ -14,6 +14,7 @@ import time
 
 from flask import request
 
+from . import apps
 from .errors import APIError
 from .signing import TOKEN_PREFIX, canonical_query, file_signature, request_text, sign, token_signature
 from .signing import equal as _equal
@@ -37,9 +38,7 @@ class AppSecrets:
         from .db import get_db
 
         with get_db().cursor() as cur:
-            cur.execute("SELECT secret FROM apps WHERE app = %s", (app,))
-            row = cur.fetchone()
-        secret = row["secret"] if row else None
+            secret = apps.secret(cur, app)
         with self._lock:
             if len(self._cache) > 10000:
                 self._cache.clear()

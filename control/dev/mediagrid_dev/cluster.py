@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from mediagrid import admin, config
+from mediagrid import apps, config
 from mediagrid.db import Connection, connect
 from mediagrid.signing import signed_headers
 
@@ -115,7 +115,7 @@ class DevCluster:
         conn = self.db()
         try:
             with conn.cursor() as cur:
-                secret = admin.create_app(cur, app, secrets.token_urlsafe(32))
+                secret = apps.create(cur, app, secrets.token_urlsafe(32))
             conn.commit()
         finally:
             conn.close()

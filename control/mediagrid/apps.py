@@ -1,0 +1,57 @@
+"""Apps (tenants) in MariaDB: the one module that reads or writes the ``apps`` table.
+
+Services read an app's secret (``mediagrid.auth`` caches it per process); operators and
+configuration management create, set, list and delete apps through ``mediagrid-admin``.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from typing import Any
+
+import pymysql.cursors
+
+from . import names
+from .db import one
+
+Cursor = pymysql.cursors.DictCursor
+
+
+def secret(cur: Cursor, app: str) -> str | None:
+    """The app's secret, or None for an unknown app."""
+    cur.execute("SELECT secret FROM apps WHERE app = %s", (app,))
+    row = cur.fetchone()
+    return None if row is None else str(row["secret"])
+
+
+def create(cur: Cursor, name: str, new_secret: str | None = None) -> str:
+    """Create app ``name`` if it is new; return its secret. A given ``new_secret`` replaces
+    the app's, else an existing app keeps its own and a new one gets a random one."""
+    names.check_app(name)
+    cur.execute(
+        "INSERT INTO apps (app, secret) VALUES (%s, %s)"
+        " ON DUPLICATE KEY UPDATE secret = IF(%s, VALUES(secret), secret)",
+        (name, new_secret or _random.token_urlsafe(32), bool(new_secret)),
+    )
+    cur.execute("SELECT secret FROM apps WHERE app = %s", (name,))
+    return str(one(cur)["secret"])
+
+
+def put(cur: Cursor, name: str, new_secret: str) -> str:
+    """Make app ``name`` hold ``new_secret``; say what that took: created, updated or
+    unchanged (idempotent, for configuration management)."""
+    names.check_app(name)
+    old = secret(cur, name)
+    if old == new_secret:
+        return "unchanged"
+    create(cur, name, new_secret)
+    return "created" if old is None else "updated"
+
+
+def listing(cur: Cursor) -> list[dict[str, Any]]:
+    cur.execute("SELECT app, created FROM apps ORDER BY app")
+    return list(cur.fetchall())
+
+
+def delete(cur: Cursor, name: str) -> None:
+    cur.execute("DELETE FROM apps WHERE app = %s", (name,))
