@@ -159,7 +159,11 @@ def read(environ: Mapping[str, str] | None = None, path: str | None = None) -> d
     file_path = path or env.get(f"{PREFIX}_CONFIG", "")
     if file_path:
         with Path(file_path).open("rb") as fh:
-            conf.update({k.upper(): v for k, v in tomllib.load(fh).items()})
+            written = {k.upper(): v for k, v in tomllib.load(fh).items()}
+        unknown = sorted(set(written) - set(DEFAULTS))
+        if unknown:  # a misspelt setting would otherwise leave its default in force, silently
+            raise ConfigError(f"{file_path}: unknown settings {', '.join(unknown)}")
+        conf.update(written)
     prefix = f"{PREFIX}_"
     for key, value in env.items():
         if key.startswith(prefix) and key != f"{PREFIX}_CONFIG":

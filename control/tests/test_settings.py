@@ -23,6 +23,14 @@ def test_a_bad_value_in_the_file_names_its_setting(tmp_path: Path) -> None:
         config.load({}, path=str(conf))
 
 
+def test_a_misspelt_setting_in_the_file_stops_the_start(tmp_path: Path) -> None:
+    # MAX_FILE_ID_LENGTH was a setting once; a file that still sets it is told so
+    conf = tmp_path / "storage.toml"
+    conf.write_text("RESERVE_BYTES = 10\nRESERV_BYTES = 20\nMAX_FILE_ID_LENGTH = 100\n")
+    with pytest.raises(config.ConfigError, match="unknown settings MAX_FILE_ID_LENGTH, RESERV_BYTES"):
+        config.load({}, path=str(conf))
+
+
 @pytest.mark.parametrize(
     ("key", "value", "why"),
     [
