@@ -35,9 +35,10 @@ $(WHEELS)/.built: $(VENV)/.installed $(shell find control/mediagrid -type f -not
 
 wheels: $(WHEELS)/.built
 
+# Every Python file of the repository (ruff.toml; venvs and build output excluded).
 lint-py: venv
-	$(VENV)/bin/ruff check control bench tests
-	$(VENV)/bin/ruff format --check control bench tests
+	$(VENV)/bin/ruff check --extend-exclude '.venv*,build' .
+	$(VENV)/bin/ruff format --check --extend-exclude '.venv*,build' .
 
 ## test-unit: validation, authentication, errors and the API contract through Flask's test
 ## client, no MariaDB or nginx (seconds)

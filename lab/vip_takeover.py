@@ -9,6 +9,7 @@ docker kill (no goodbye advert), `nginx` = stop only nginx on the holder
 (the health check must move the VIP).
 Bounded: gives up after --max-seconds; restores the holder afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,12 +108,13 @@ def main() -> int:
     last_old = max((t for t, n in after if n == holder), default=0.0)
     failed = sum(1 for _, n in after if n is None)
     new_holder = next((n for _, n in after if n not in (None, holder)), None)
-    print(f"vip={args.vip}:{args.port} holder={holder} break={args.mode} "
-          f"(command took {t_cmd:.2f} s)")
+    print(f"vip={args.vip}:{args.port} holder={holder} break={args.mode} (command took {t_cmd:.2f} s)")
     if ok and first_new is not None:
-        print(f"takeover: {new_holder} answered {first_new:.2f} s after the break; "
-              f"old holder last answered at {last_old:.2f} s; "
-              f"{failed} failed probes of {len(after)}")
+        print(
+            f"takeover: {new_holder} answered {first_new:.2f} s after the break; "
+            f"old holder last answered at {last_old:.2f} s; "
+            f"{failed} failed probes of {len(after)}"
+        )
     else:
         print(f"takeover: no other node answered within {args.max_seconds} s", file=sys.stderr)
 

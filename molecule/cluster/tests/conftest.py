@@ -1,4 +1,5 @@
 """Make the shared lab helpers importable from both test directories."""
+
 import pathlib
 import sys
 

@@ -1,4 +1,5 @@
 """Shared facts about the lab for the cluster tests."""
+
 from __future__ import annotations
 
 import http.client

@@ -1,4 +1,5 @@
 """After side_effect stopped the cluster VIP holder, the VIP has moved."""
+
 import json
 import subprocess
 import time
@@ -7,12 +8,13 @@ from lab import CLUSTER_VIP, EPHEMERAL, FRONT, GROUPS, has_address, http_get, wa
 
 STATE = json.loads((EPHEMERAL / "failover.json").read_text())
 OLD = STATE["holder"]
-NEW = [name for name in FRONT if name != OLD][0]
+NEW = next(name for name in FRONT if name != OLD)
 
 
 def test_old_holder_is_stopped():
-    out = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", OLD],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Running}}", OLD], check=True, capture_output=True, text=True
+    ).stdout
     assert out.strip() == "false"
 
 
@@ -26,13 +28,15 @@ def test_nginx_answers_on_vip_from_the_other_node():
     status, served_by, _ = answer
     assert status == 200
     assert served_by == NEW
-    print(f"VIP {CLUSTER_VIP} answered by {NEW} "
-          f"{time.time() - STATE['stopped_at']:.2f} s after docker stop of {OLD} was issued")
+    print(
+        f"VIP {CLUSTER_VIP} answered by {NEW} "
+        f"{time.time() - STATE['stopped_at']:.2f} s after docker stop of {OLD} was issued"
+    )
 
 
 G1_OLD = STATE["g1_holder"]
 G1_VIP = STATE["g1_vip"]
-G1_NEW = [name for name in GROUPS["g1"][0] if name != G1_OLD][0]
+G1_NEW = next(name for name in GROUPS["g1"][0] if name != G1_OLD)
 
 
 def test_dead_nginx_moves_group_vip():

@@ -1,9 +1,20 @@
 """Cross-node behaviour of the converged cluster."""
+
 import json
 import uuid
 
-from lab import (BRICKS_ROOT, CLUSTER_VIP, DB_HOST, FRONT, GROUPS, MEDIA_ROOT,
-                 has_address, http_get, lab_secret, node)
+from lab import (
+    BRICKS_ROOT,
+    CLUSTER_VIP,
+    DB_HOST,
+    FRONT,
+    GROUPS,
+    MEDIA_ROOT,
+    has_address,
+    http_get,
+    lab_secret,
+    node,
+)
 
 
 def test_file_written_on_s1a_mount_is_in_s1b_brick():
@@ -73,5 +84,6 @@ def test_group_files_only_through_the_gateway():
 def test_app_user_reaches_database_from_front():
     password = lab_secret("vault_mariadb_app_password")
     out = node("tracker1").check_output(
-        "mysql -h %s -u mediagrid -p%s -N -e 'SELECT DATABASE()' mediagrid", DB_HOST, password)
+        "mysql -h %s -u mediagrid -p%s -N -e 'SELECT DATABASE()' mediagrid", DB_HOST, password
+    )
     assert out.strip() == "mediagrid"

@@ -1,4 +1,5 @@
 """Database node: MariaDB on the lab address with the application database."""
+
 from lab import DB_HOST
 
 testinfra_hosts = ["ansible://db"]

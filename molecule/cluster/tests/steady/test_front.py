@@ -1,4 +1,5 @@
 """Front nodes: nginx, keepalived and a client mount of every group."""
+
 import pytest
 
 from lab import GROUPS, MEDIA_ROOT

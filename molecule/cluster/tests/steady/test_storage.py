@@ -1,4 +1,5 @@
 """Storage nodes: glusterd, nginx, keepalived and their group's mount."""
+
 import pytest
 
 from lab import MEDIA_ROOT
@@ -19,7 +20,9 @@ def test_nginx_listens(host):
 
 
 def test_mounts_its_group(host):
-    group = host.ansible.get_variables()["mediagrid_storage_group"]
+    # The inventory group storage_<name> declares the node's group <name>.
+    (inv_group,) = [g for g in host.ansible.get_variables()["group_names"] if g.startswith("storage_")]
+    group = inv_group.removeprefix("storage_")
     mount = host.mount_point(f"{MEDIA_ROOT}/{group}")
     assert mount.exists
     assert mount.filesystem == "fuse.glusterfs"

@@ -24,5 +24,6 @@ def test_root_has_no_network_login(host):
 def test_app_user_logs_in_over_tcp(host):
     address = host.ansible("setup")["ansible_facts"]["ansible_default_ipv4"]["address"]
     out = host.check_output(
-        "mysql -h %s -u mediagrid -pmolecule-only-password -N -e 'SELECT DATABASE()' mediagrid", address)
+        "mysql -h %s -u mediagrid -pmolecule-only-password -N -e 'SELECT DATABASE()' mediagrid", address
+    )
     assert out == "mediagrid"
