@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeAlias
 
@@ -56,6 +56,15 @@ def one(cur: pymysql.cursors.DictCursor) -> dict[str, Any]:
     if row is None:
         raise pymysql.err.DataError("the statement returned no row")
     return row
+
+
+def sids_in(cur: pymysql.cursors.DictCursor, table: str, sids: Sequence[int]) -> set[int]:
+    """Which of these storage ids have a row in ``table`` (a table name from the code)."""
+    if not sids:
+        return set()
+    marks = ", ".join(["%s"] * len(sids))
+    cur.execute(f"SELECT sid FROM {table} WHERE sid IN ({marks})", tuple(sids))
+    return {int(r["sid"]) for r in cur.fetchall()}
 
 
 def get_db() -> Connection:

@@ -7,6 +7,7 @@ gateway (playback on front nodes) resolve (app, user, file_id) the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,7 @@ import pymysql
 from flask import Response, request
 
 from . import names
-from .db import get_db, transaction
+from .db import get_db, sids_in, transaction
 from .errors import APIError
 from .schema import FILE_ID_LENGTH
 from .web import settings
@@ -124,6 +125,11 @@ def delete(app: str, user: str, file_id: str, sid: int) -> bool:
             (app, user, file_id, sid),
         )
         return bool(cur.rowcount == 1)
+
+
+def referenced(cur: Any, sids: Sequence[int]) -> set[int]:
+    """Which of these storage ids a row refers to (a fresh read: call outside a snapshot)."""
+    return sids_in(cur, "files", sids)
 
 
 def accel_response(row: dict[str, Any]) -> Response:

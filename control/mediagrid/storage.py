@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, inflight, names
+from . import auth, files, inflight, names, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import get_db, transaction
 from .errors import APIError
@@ -127,6 +127,15 @@ def _drain_body() -> None:
         pass
 
 
+def _remove_stored(rel: str, sid: int | None = None) -> None:
+    """Remove a stored object a row named (replaced or deleted): only ever a storage path
+    under the volume (``volume``); anything else is logged and left alone."""
+    try:
+        volume.remove(_data_dir(), rel, sid)
+    except (volume.UnsafePath, OSError) as err:
+        current_app.logger.error("not removing %r: %s", rel, err)
+
+
 def _check_new_id(app: str, user: str, file_id: str, overwrite: bool, taken: str) -> str:
     names.check_file_id(file_id, FILE_ID_LENGTH)
     if not overwrite and files.exists(app, user, file_id):
@@ -153,7 +162,7 @@ class _Upload:
         ext = names.extension(self.file_id) or names.extension(filename)
         self.ctype = _content_type(declared, self.file_id, filename)
         if not ext and self.ctype != "application/octet-stream":
-            ext = mimetypes.guess_extension(self.ctype) or ""
+            ext = names.extension("x" + (mimetypes.guess_extension(self.ctype) or ""))
         self.rel = names.storage_path(self.sid, ext)
 
 
@@ -249,7 +258,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         _clean_up(up, err)
         raise
     if replaced:
-        (_data_dir() / replaced).unlink(missing_ok=True)
+        _remove_stored(replaced)
     conf = settings()
     body = {
         "app": app,
@@ -303,7 +312,7 @@ def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
     row = _own(app, user, file_id)
     if not files.delete(app, user, file_id, row["sid"]):
         raise APIError(404, "file_not_found", "no such file")
-    (_data_dir() / row["path"]).unlink(missing_ok=True)
+    _remove_stored(row["path"], row["sid"])
     return jsonify(deleted=True, **files.describe(row, app, user))
 
 
