@@ -128,18 +128,31 @@ def init_app(app: Flask) -> None:
         return error_response(503, "db_unavailable", "the metadata database is unavailable")
 
 
+class CommitUnknown(pymysql.err.OperationalError):
+    """COMMIT was sent but no answer came back (the connection broke, the server restarted,
+    the read timed out): the transaction may have committed or not. Whoever must undo
+    work on failure finds out first (re-reads what it wrote) instead of assuming either."""
+
+
 @contextmanager
 def transaction() -> Iterator[pymysql.cursors.DictCursor]:
-    """A cursor inside a transaction that commits on success and rolls back on error."""
+    """A cursor inside a transaction that commits on success and rolls back on error; a
+    commit whose outcome is unknown raises :class:`CommitUnknown` (a database error, so
+    answered 503 unless the caller finds out), with the connection dropped."""
     conn = get_db()
     try:
         conn.begin()
         with conn.cursor() as cur:
             yield cur
-        conn.commit()
     except BaseException:
         try:
             conn.rollback()
         except pymysql.MySQLError:
             discard()
         raise
+    try:
+        conn.commit()
+    except pymysql.MySQLError as err:
+        g.pop("db", None)
+        discard()
+        raise CommitUnknown(*err.args) from err

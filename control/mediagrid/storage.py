@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pymysql
 from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
 from . import auth, files, inflight, names, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
-from .db import get_db, transaction
+from .db import CommitUnknown, get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
 from .schema import FILE_ID_LENGTH
@@ -155,6 +156,10 @@ class _Upload:
     in_flight: bool = False  # recorded in ``uploads`` (a raw body written in place)
     final: Path | None = None  # once set, the file may be at its place in the group volume
 
+    def keep(self) -> None:
+        """Leave the file and its in-flight row as they are: it may be recorded."""
+        self.spool, self.final, self.in_flight = None, None, False
+
     def name(self, file_id: str | None, filename: str, declared: str | None) -> None:
         """The file id (generated from the storage id if none was given), the stored
         object's path (from its storage id and extension) and its content type."""
@@ -196,15 +201,32 @@ def _receive_raw(up: _Upload, file_id: str | None) -> None:
 
 
 def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> str | None:
-    """Insert the row; on overwrite replace it. Returns the replaced file's path if any."""
+    """Insert the row; on overwrite replace it. Returns the replaced file's path if any.
+
+    A commit whose answer is lost may have happened: the row is re-read before anything is
+    undone. If it committed, the upload succeeded; if it cannot be told now, the file
+    stays (the client's retry finds it; an upload that did not commit is an orphan that
+    an agent removes later, see ``orphans``) and the answer is 503."""
     group = settings().group
-    with transaction() as cur:
-        if up.in_flight:
-            inflight.finish(cur, up.sid)
-        old = files.take_over(cur, app, user, up.file_id, group) if overwrite else None
-        files.insert(
-            cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
-        )
+    old: str | None = None
+    try:
+        with transaction() as cur:
+            if up.in_flight:
+                inflight.finish(cur, up.sid)
+            old = files.take_over(cur, app, user, up.file_id, group) if overwrite else None
+            files.insert(
+                cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
+            )
+    except CommitUnknown as lost:
+        try:
+            committed = files.recorded(app, user, up.file_id, up.sid)
+        except pymysql.MySQLError as err:
+            up.keep()
+            current_app.logger.warning("upload %d: commit outcome unknown (%s); file kept", up.sid, err)
+            raise APIError(503, "db_unavailable", "the database did not confirm the upload; retry") from lost
+        if not committed:
+            raise
+        current_app.logger.warning("upload %d: the commit's answer was lost (%s); it committed", up.sid, lost)
     return old
 
 
