@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pymysql
 import requests
 
-from . import config, inflight
+from . import config, inflight, orphans
 from .config import Settings
 from .contract import Report
 from .db import Connection, connect
@@ -140,21 +140,29 @@ def sweep_parts(data_dir: str, max_age: float, now: float | None = None) -> int:
 
 
 class Janitor:
-    """Removes what dead uploads leave in the group volume: stale ``.part`` temporaries and
-    in-place uploads still recorded as in flight (``inflight``). MariaDB being down only
-    postpones the second to the next round."""
+    """Removes what dead uploads leave in the group volume: stale ``.part`` temporaries,
+    in-place uploads still recorded as in flight (``inflight``) and, every
+    ``ORPHAN_SWEEP_INTERVAL``, stored objects no row refers to (``orphans``). MariaDB being
+    down only postpones the last two to the next round."""
 
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
         self.max_age = conf.stale_part_seconds
         self._db: Connection | None = None
+        self._next_orphans = 0.0
 
     def sweep(self) -> int:
-        removed = sweep_parts(self.conf.data_dir, self.max_age)
+        conf = self.conf
+        removed = sweep_parts(conf.data_dir, self.max_age)
         try:
             if self._db is None:
-                self._db = connect(self.conf.as_config())
-            removed += inflight.sweep(self._db, self.conf.group, self.conf.data_dir, self.max_age)
+                self._db = connect(conf.as_config())
+            removed += inflight.sweep(self._db, conf.group, conf.data_dir, self.max_age)
+            if conf.orphan_sweep_interval and time.monotonic() >= self._next_orphans:
+                removed += orphans.sweep(
+                    self._db, conf.data_dir, conf.orphan_grace_seconds, conf.id_segment_name
+                )
+                self._next_orphans = time.monotonic() + conf.orphan_sweep_interval
         except pymysql.MySQLError as err:
             log.warning("cannot sweep abandoned uploads now: %s", err)
             if self._db is not None:

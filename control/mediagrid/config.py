@@ -78,6 +78,11 @@ class Settings:
     heal_volume: str = ""
     heal_brick_host: str = ""
     stale_part_seconds: float = field(default=900.0, metadata=_not_negative())
+    # Stored objects no row refers to (a crash between a commit and an unlink): the agent
+    # removes those unwritten for ORPHAN_GRACE_SECONDS, walking the volume every
+    # ORPHAN_SWEEP_INTERVAL seconds (0 turns the walk off).
+    orphan_grace_seconds: float = field(default=3600.0, metadata={"min": 60, "exclusive": False})
+    orphan_sweep_interval: float = field(default=3600.0, metadata=_not_negative())
     # Gateway: internal nginx location prefix for group roots (X-Accel-Redirect).
     accel_prefix: str = "/_groups"
     # Direct links (tracker mints, front nginx checks): the key they share, the location

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeAlias
 
@@ -56,6 +56,15 @@ def one(cur: pymysql.cursors.DictCursor) -> dict[str, Any]:
     if row is None:
         raise pymysql.err.DataError("the statement returned no row")
     return row
+
+
+def sids_in(cur: pymysql.cursors.DictCursor, table: str, sids: Sequence[int]) -> set[int]:
+    """Which of these storage ids have a row in ``table`` (a table name from the code)."""
+    if not sids:
+        return set()
+    marks = ", ".join(["%s"] * len(sids))
+    cur.execute(f"SELECT sid FROM {table} WHERE sid IN ({marks})", tuple(sids))
+    return {int(r["sid"]) for r in cur.fetchall()}
 
 
 def get_db() -> Connection:
@@ -119,18 +128,31 @@ def init_app(app: Flask) -> None:
         return error_response(503, "db_unavailable", "the metadata database is unavailable")
 
 
+class CommitUnknown(pymysql.err.OperationalError):
+    """COMMIT was sent but no answer came back (the connection broke, the server restarted,
+    the read timed out): the transaction may have committed or not. Whoever must undo
+    work on failure finds out first (re-reads what it wrote) instead of assuming either."""
+
+
 @contextmanager
 def transaction() -> Iterator[pymysql.cursors.DictCursor]:
-    """A cursor inside a transaction that commits on success and rolls back on error."""
+    """A cursor inside a transaction that commits on success and rolls back on error; a
+    commit whose outcome is unknown raises :class:`CommitUnknown` (a database error, so
+    answered 503 unless the caller finds out), with the connection dropped."""
     conn = get_db()
     try:
         conn.begin()
         with conn.cursor() as cur:
             yield cur
-        conn.commit()
     except BaseException:
         try:
             conn.rollback()
         except pymysql.MySQLError:
             discard()
         raise
+    try:
+        conn.commit()
+    except pymysql.MySQLError as err:
+        g.pop("db", None)
+        discard()
+        raise CommitUnknown(*err.args) from err

@@ -7,6 +7,7 @@ gateway (playback on front nodes) resolve (app, user, file_id) the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,7 @@ import pymysql
 from flask import Response, request
 
 from . import names
-from .db import get_db, transaction
+from .db import get_db, sids_in, transaction
 from .errors import APIError
 from .schema import FILE_ID_LENGTH
 from .web import settings
@@ -30,13 +31,16 @@ def check_ref(app: str, user: str, file_id: str) -> None:
     names.check_file_id(file_id, FILE_ID_LENGTH)
 
 
-def exists(app: str, user: str, file_id: str) -> bool:
+def _first(sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
     with get_db().cursor() as cur:
-        cur.execute(
-            "SELECT 1 FROM files WHERE app = %s AND user = %s AND file_id = %s",
-            (app, user, file_id),
-        )
-        return cur.fetchone() is not None
+        cur.execute(sql, args)
+        row: dict[str, Any] | None = cur.fetchone()
+    return row
+
+
+def exists(app: str, user: str, file_id: str) -> bool:
+    sql = "SELECT 1 FROM files WHERE app = %s AND user = %s AND file_id = %s"
+    return _first(sql, (app, user, file_id)) is not None
 
 
 def get(app: str, user: str, file_id: str) -> dict[str, Any]:
@@ -72,6 +76,22 @@ def listing(app: str, user: str, after: str, limit: int) -> list[dict[str, Any]]
         }
         for r in rows
     ]
+
+
+COMMIT_CHECK_WAIT = 10  # seconds a re-read waits for a lost transaction still holding the row
+
+
+def recorded(app: str, user: str, file_id: str, sid: int) -> bool:
+    """Whether this upload (its storage id) is the file's row now: asked after a commit whose
+    answer was lost. A locking read, so a transaction still holding the row (its COMMIT on
+    the way) is waited for, up to COMMIT_CHECK_WAIT seconds; past that, a database error
+    (the outcome is still unknown)."""
+    sql = (
+        "SET STATEMENT innodb_lock_wait_timeout = %s FOR SELECT sid FROM files"
+        " WHERE app = %s AND user = %s AND file_id = %s LOCK IN SHARE MODE"
+    )
+    row = _first(sql, (COMMIT_CHECK_WAIT, app, user, file_id))
+    return row is not None and int(row["sid"]) == sid
 
 
 def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | None:
@@ -124,6 +144,11 @@ def delete(app: str, user: str, file_id: str, sid: int) -> bool:
             (app, user, file_id, sid),
         )
         return bool(cur.rowcount == 1)
+
+
+def referenced(cur: Any, sids: Sequence[int]) -> set[int]:
+    """Which of these storage ids a row refers to (a fresh read: call outside a snapshot)."""
+    return sids_in(cur, "files", sids)
 
 
 def accel_response(row: dict[str, Any]) -> Response:

@@ -39,6 +39,14 @@ def _reserve_once(conn: Any, name: str, step: int) -> tuple[int, int]:
     return hi - seg_step + 1, hi
 
 
+def issued(cur: Any, name: str) -> int | None:
+    """The highest id ever reserved for ``name`` (None before its first reservation): no
+    stored object of a database that is up to date has a larger storage id."""
+    cur.execute("SELECT max_id FROM id_segments WHERE name = %s", (name,))
+    row = cur.fetchone()
+    return None if row is None else int(row["max_id"])
+
+
 def reserve_segment(conf: Mapping[str, Any], name: str, step: int) -> tuple[int, int]:
     """Reserve ids ``lo..hi`` (inclusive) for ``name``; the segment row is made on first use.
 

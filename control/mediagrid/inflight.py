@@ -6,16 +6,20 @@ A storage shim writes a raw-body upload straight to its final path in the group 
 or when the upload fails. A row that outlives its upload is what a shim killed mid-upload
 leaves: the agent of any node in the group removes the file (once nobody has written it
 for ``STALE_PART_SECONDS``, so a slow upload in progress is never touched) and the row.
+The path comes from the database and the agent runs as root: only the row's own stored
+object under the volume is ever removed (``volume``); a row naming anything else is only
+forgotten.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from .db import Connection
+from . import volume
+from .db import Connection, sids_in
 
 log = logging.getLogger("mediagrid.inflight")
 
@@ -32,6 +36,11 @@ def finish(cur: Any, sid: int) -> None:
     cur.execute("DELETE FROM uploads WHERE sid = %s", (sid,))
 
 
+def recorded(cur: Any, sids: Sequence[int]) -> set[int]:
+    """Which of these storage ids are uploads in flight."""
+    return sids_in(cur, "uploads", sids)
+
+
 def sweep(conn: Connection, group: str, data_dir: str, max_age: float) -> int:
     """Remove the files and rows of this group's uploads abandoned for ``max_age`` seconds."""
     removed = 0
@@ -42,17 +51,18 @@ def sweep(conn: Connection, group: str, data_dir: str, max_age: float) -> int:
         )
         rows: list[dict[str, Any]] = list(cur.fetchall())
     conn.commit()  # end the read view: the next sweep sees rows added since
-    now = time.time()
+    written_before = time.time() - max_age
     for row in rows:
-        path = os.path.join(data_dir, row["path"])
         try:
-            if now - os.stat(path).st_mtime <= max_age:
+            if volume.lstat(data_dir, row["path"], row["sid"]).st_mtime >= written_before:
                 continue  # still being written
-            os.unlink(path)
+            volume.remove(data_dir, row["path"], row["sid"], written_before)
         except FileNotFoundError:
             pass
+        except volume.UnsafePath as err:  # not a stored object of the volume: only forget the row
+            log.error("upload %s was recorded with a path that is not its own: %s", row["sid"], err)
         except OSError as err:
-            log.warning("cannot remove abandoned upload %s: %s", path, err)
+            log.warning("cannot remove abandoned upload %s: %s", row["path"], err)
             continue
         with conn.cursor() as cur:
             finish(cur, row["sid"])

@@ -72,6 +72,24 @@ def storage_path(sid: int, ext: str = "") -> str:
     return f"{(sid >> 24) & 0xFF:02x}/{(sid >> 16) & 0xFF:02x}/{sid:016x}{ext}"
 
 
+# What storage_path makes, and nothing else: two directory levels from the id's bits, the
+# id in 16 hex digits, an optional extension as ``extension`` returns it.
+STORAGE_PATH_RE = re.compile(r"([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{16})(\.[a-z0-9]{1,10})?")
+
+
+def storage_sid(rel: str) -> int | None:
+    """The storage id named by a path relative to a group root, or None unless the path is
+    exactly what :func:`storage_path` makes for that id (so it is relative, has no ``..``
+    and its directories are the id's own)."""
+    match = STORAGE_PATH_RE.fullmatch(rel)
+    if match is None:
+        return None
+    sid = int(match.group(3), 16)
+    if not 0 < sid < 2**63 or storage_path(sid, match.group(4) or "") != rel:
+        return None
+    return sid
+
+
 _EXT_RE = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pymysql
 from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, inflight, names
+from . import auth, files, inflight, names, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
-from .db import get_db, transaction
+from .db import CommitUnknown, get_db, transaction
 from .errors import APIError
 from .idclient import IdClient
 from .schema import FILE_ID_LENGTH
@@ -127,6 +128,15 @@ def _drain_body() -> None:
         pass
 
 
+def _remove_stored(rel: str, sid: int | None = None) -> None:
+    """Remove a stored object a row named (replaced or deleted): only ever a storage path
+    under the volume (``volume``); anything else is logged and left alone."""
+    try:
+        volume.remove(_data_dir(), rel, sid)
+    except (volume.UnsafePath, OSError) as err:
+        current_app.logger.error("not removing %r: %s", rel, err)
+
+
 def _check_new_id(app: str, user: str, file_id: str, overwrite: bool, taken: str) -> str:
     names.check_file_id(file_id, FILE_ID_LENGTH)
     if not overwrite and files.exists(app, user, file_id):
@@ -146,6 +156,10 @@ class _Upload:
     in_flight: bool = False  # recorded in ``uploads`` (a raw body written in place)
     final: Path | None = None  # once set, the file may be at its place in the group volume
 
+    def keep(self) -> None:
+        """Leave the file and its in-flight row as they are: it may be recorded."""
+        self.spool, self.final, self.in_flight = None, None, False
+
     def name(self, file_id: str | None, filename: str, declared: str | None) -> None:
         """The file id (generated from the storage id if none was given), the stored
         object's path (from its storage id and extension) and its content type."""
@@ -153,7 +167,7 @@ class _Upload:
         ext = names.extension(self.file_id) or names.extension(filename)
         self.ctype = _content_type(declared, self.file_id, filename)
         if not ext and self.ctype != "application/octet-stream":
-            ext = mimetypes.guess_extension(self.ctype) or ""
+            ext = names.extension("x" + (mimetypes.guess_extension(self.ctype) or ""))
         self.rel = names.storage_path(self.sid, ext)
 
 
@@ -187,15 +201,32 @@ def _receive_raw(up: _Upload, file_id: str | None) -> None:
 
 
 def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> str | None:
-    """Insert the row; on overwrite replace it. Returns the replaced file's path if any."""
+    """Insert the row; on overwrite replace it. Returns the replaced file's path if any.
+
+    A commit whose answer is lost may have happened: the row is re-read before anything is
+    undone. If it committed, the upload succeeded; if it cannot be told now, the file
+    stays (the client's retry finds it; an upload that did not commit is an orphan that
+    an agent removes later, see ``orphans``) and the answer is 503."""
     group = settings().group
-    with transaction() as cur:
-        if up.in_flight:
-            inflight.finish(cur, up.sid)
-        old = files.take_over(cur, app, user, up.file_id, group) if overwrite else None
-        files.insert(
-            cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
-        )
+    old: str | None = None
+    try:
+        with transaction() as cur:
+            if up.in_flight:
+                inflight.finish(cur, up.sid)
+            old = files.take_over(cur, app, user, up.file_id, group) if overwrite else None
+            files.insert(
+                cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
+            )
+    except CommitUnknown as lost:
+        try:
+            committed = files.recorded(app, user, up.file_id, up.sid)
+        except pymysql.MySQLError as err:
+            up.keep()
+            current_app.logger.warning("upload %d: commit outcome unknown (%s); file kept", up.sid, err)
+            raise APIError(503, "db_unavailable", "the database did not confirm the upload; retry") from lost
+        if not committed:
+            raise
+        current_app.logger.warning("upload %d: the commit's answer was lost (%s); it committed", up.sid, lost)
     return old
 
 
@@ -249,7 +280,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         _clean_up(up, err)
         raise
     if replaced:
-        (_data_dir() / replaced).unlink(missing_ok=True)
+        _remove_stored(replaced)
     conf = settings()
     body = {
         "app": app,
@@ -303,7 +334,7 @@ def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
     row = _own(app, user, file_id)
     if not files.delete(app, user, file_id, row["sid"]):
         raise APIError(404, "file_not_found", "no such file")
-    (_data_dir() / row["path"]).unlink(missing_ok=True)
+    _remove_stored(row["path"], row["sid"])
     return jsonify(deleted=True, **files.describe(row, app, user))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mediagrid import config, inflight
+from mediagrid import config, inflight, names
 from mediagrid.agent import Janitor
 from mediagrid.client import Client, MediagridError
 from mediagrid.db import one
@@ -174,7 +174,7 @@ def test_janitor_removes_an_upload_its_shim_never_finished(cluster: DevCluster, 
     node = next(n for n, i in cluster.storage_nodes.items() if i["group"] == "g1")
     conf = config.load_settings(path=str(cluster.root / "conf" / f"agent-{node}.toml"))
     root = cluster.group_dir("g1")
-    dead, live = (2**62 + 7, "7f/ff/dead.bin"), (2**62 + 8, "7f/ff/live.bin")
+    dead, live = ((sid, names.storage_path(sid, ".bin")) for sid in (0x7FFF0007, 0x7FFF0008))
     (root / "7f/ff").mkdir(parents=True, exist_ok=True)
     for _, rel in (dead, live):
         (root / rel).write_bytes(b"half an upload")

@@ -38,6 +38,29 @@ def test_storage_path_layout() -> None:
         names.storage_path(0)
 
 
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "../00/1a/00000000001a2b3c",  # a way out
+        "/00/1a/00000000001a2b3c",  # absolute
+        "00/1b/00000000001a2b3c",  # not the id's directory
+        "00/1a/00000000001a2b3c.MP4",  # not an extension storage_path makes
+        "00/1a/00000000001a2b3c\n",  # a trailing newline
+        "00/1a/00000000001a2b3c/x",
+        "00/1a/000000001a2b3c",
+        "00/00/0000000000000000",  # id 0 is never handed out
+        ".tmp/abc.part",
+    ],
+)
+def test_storage_sid_refuses_what_storage_path_never_makes(rel: str) -> None:
+    assert names.storage_sid(rel) is None
+
+
+def test_storage_sid_reads_storage_paths() -> None:
+    for sid, ext in ((0x1A2B3C, ".mp4"), (2**63 - 1, ""), (1, ".bin")):
+        assert names.storage_sid(names.storage_path(sid, ext)) == sid
+
+
 def test_extension_is_sanitised() -> None:
     assert names.extension("Movie.MP4") == ".mp4"
     assert names.extension("noext") == ""
