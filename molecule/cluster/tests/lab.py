@@ -21,6 +21,23 @@ REPO = pathlib.Path(__file__).resolve().parents[3]
 EPHEMERAL = pathlib.Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 
 
+def _addresses() -> dict[str, str]:
+    """Each lab host's cluster address, from the inventory (hosts.yml)."""
+    found: dict[str, str] = {}
+
+    def walk(group: dict) -> None:
+        for name, hostvars in (group.get("hosts") or {}).items():
+            found[name] = hostvars["mediagrid_address"].replace("{{ lab_network_prefix }}", PREFIX)
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    walk(yaml.safe_load((REPO / "inventory" / "lab" / "hosts.yml").read_text())["all"])
+    return found
+
+
+ADDRESSES = _addresses()
+
+
 def node(name: str):
     """A testinfra host for a lab container, reached with docker exec."""
     return testinfra.get_host(f"docker://{name}")

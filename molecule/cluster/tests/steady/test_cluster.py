@@ -1,7 +1,10 @@
 """Cross-node behaviour of the converged cluster."""
 
 import json
+import tomllib
 import uuid
+
+import pytest
 
 from lab import (
     BRICKS_ROOT,
@@ -12,7 +15,6 @@ from lab import (
     MEDIA_ROOT,
     has_address,
     http_get,
-    lab_secret,
     node,
 )
 
@@ -81,9 +83,41 @@ def test_group_files_only_through_the_gateway():
     assert status == 404
 
 
-def test_app_user_reaches_database_from_front():
-    password = lab_secret("vault_mariadb_app_password")
-    out = node("tracker1").check_output(
-        "mysql -h %s -u mediagrid -p%s -N -e 'SELECT DATABASE()' mediagrid", DB_HOST, password
+SCHEMA_OWNER = "mediagrid"  # group_vars/all/wiring.yml: mariadb_app_user
+
+
+def _db_login(name: str, service: str) -> tuple[str, str]:
+    conf = tomllib.loads(node(name).file(f"/etc/mediagrid/{service}.toml").content_string)
+    return conf["DB_USER"], conf["DB_PASSWORD"]
+
+
+def _sql(name: str, login: tuple[str, str], statement: str):
+    # The password goes in the environment (MYSQL_PWD), never on a command line.
+    return node(name).run(
+        "MYSQL_PWD=%s mysql -h %s -u %s -N -e %s mediagrid", login[1], DB_HOST, login[0], statement
     )
-    assert out.strip() == "mediagrid"
+
+
+@pytest.mark.parametrize(("name", "service"), [("tracker1", "tracker"), ("s1a", "storage"), ("s2b", "agent")])
+def test_service_users_read_and_write_rows_only(name, service):
+    # Each tier's services log in as their own user, which may read and write rows and
+    # nothing else: no schema change, no other database, no users or grants.
+    login = _db_login(name, service)
+    assert login[0] != SCHEMA_OWNER
+    assert _sql(name, login, "SELECT COUNT(*) FROM apps").rc == 0
+    assert _sql(name, login, "CREATE TABLE probe (x INT)").rc != 0
+    assert _sql(name, login, "DROP TABLE files").rc != 0
+    assert _sql(name, login, "SELECT COUNT(*) FROM mysql.user").rc != 0
+
+
+def test_database_users_log_in_only_from_their_hosts():
+    front, storage, owner = (
+        _db_login("tracker1", "tracker"),
+        _db_login("s1a", "storage"),
+        _db_login("tracker1", "admin"),
+    )
+    assert _sql("s1a", front, "SELECT 1").rc != 0
+    assert _sql("tracker2", storage, "SELECT 1").rc != 0
+    assert _sql("tracker2", owner, "SELECT 1").rc != 0  # only the schema host (tracker1)
+    assert _sql("s1a", owner, "SELECT 1").rc != 0
+    assert _sql("tracker1", owner, "SELECT COUNT(*) FROM files").rc == 0
