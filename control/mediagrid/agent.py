@@ -59,6 +59,17 @@ def gluster_heals(output: str, own_host: str) -> tuple[int, int]:
     return pending, source
 
 
+GLUSTER = "/usr/sbin/gluster"
+
+
+def heal_argv(volume: str) -> list[str]:
+    """The heal query. The gluster CLI talks to glusterd's root-only socket: an agent that
+    is not root (it runs as the service user) asks sudo for exactly this command, which is
+    all the node's sudoers rule allows it (the mediagrid role writes the rule)."""
+    argv = [GLUSTER, "--mode=script", "volume", "heal", volume, "info", "summary"]
+    return argv if os.geteuid() == 0 else ["sudo", "-n", *argv]
+
+
 def check_heal(conf: Settings, timeout: float = 60.0) -> tuple[int, int]:
     """``(pending, source)`` heal entries of this node (see :func:`gluster_heals`): of the
     group's GlusterFS volume (``HEAL_VOLUME``; this node's brick is the one on
@@ -66,7 +77,7 @@ def check_heal(conf: Settings, timeout: float = 60.0) -> tuple[int, int]:
     command printing the pending count (``HEAL_CHECK_COMMAND``); ``(0, 0)`` when neither is
     set. Raises when the check fails."""
     if conf.heal_volume:
-        argv = ["gluster", "volume", "heal", conf.heal_volume, "info", "summary"]
+        argv = heal_argv(conf.heal_volume)
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
         own = conf.heal_brick_host or urlsplit(conf.public_url).hostname or ""
         return gluster_heals(out.stdout, own)

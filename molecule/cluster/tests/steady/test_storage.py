@@ -27,3 +27,18 @@ def test_mounts_its_group(host):
     assert mount.exists
     assert mount.filesystem == "fuse.glusterfs"
     assert "_netdev" in host.file("/etc/fstab").content_string
+
+
+def test_agent_runs_unprivileged_with_only_its_heal_query(host):
+    # The agent removes files whose paths come from the database: it runs as the service
+    # user, and sudo lets it run its heal query as root and nothing else.
+    assert host.check_output("systemctl show -p User --value mediagrid-agent") == "mediagrid"
+    pid = host.check_output("systemctl show -p MainPID --value mediagrid-agent")
+    assert host.check_output(f"ps -o user= -p {pid}").strip() == "mediagrid"
+    volume = next(g for g in host.ansible.get_variables()["group_names"] if g.startswith("storage_"))
+    volume = volume.removeprefix("storage_")
+    as_agent = "runuser -u mediagrid -- sudo -n "
+    heal = host.run(as_agent + f"/usr/sbin/gluster --mode=script volume heal {volume} info summary")
+    assert heal.rc == 0 and "Number of entries in heal pending" in heal.stdout
+    assert host.run(as_agent + "/usr/bin/id").rc != 0
+    assert host.run(as_agent + f"/usr/sbin/gluster --mode=script volume info {volume}").rc != 0
