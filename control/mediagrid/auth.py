@@ -16,7 +16,15 @@ from flask import request
 
 from . import apps
 from .errors import APIError
-from .signing import TOKEN_PREFIX, canonical_query, file_signature, request_text, sign, token_signature
+from .signing import (
+    READ_METHODS,
+    TOKEN_PREFIX,
+    canonical_query,
+    file_signature,
+    request_text,
+    sign,
+    token_signature,
+)
 from .signing import equal as _equal
 from .web import settings
 
@@ -119,6 +127,8 @@ def authenticate_app(file_ref: tuple[str, str, str] | None = None) -> str:
         return _from_token(auth[len("Bearer ") :].strip())
     if "token" in request.args:
         return _from_token(request.args["token"])
+    if "sig" in request.args and request.method not in READ_METHODS:
+        raise APIError(403, "out_of_scope", "a playback URL only reads: GET or HEAD")
     if file_ref is not None and "sig" in request.args:
         app, user, file_id = file_ref
         try:

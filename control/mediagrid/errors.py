@@ -59,6 +59,11 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("expired_token", 401, "a token past its expiry"),
     ErrorCode("unknown_app", 401, "an app the cluster does not know"),
     ErrorCode("bad_cluster_signature", 401, "a node request not signed with the cluster secret"),
+    ErrorCode(
+        "out_of_scope",
+        403,
+        "credentials used beyond their scope: a playback URL for a method other than GET/HEAD",
+    ),
     ErrorCode("forbidden", 403, "credentials of another app or node (tenants never see each other)", "http"),
     ErrorCode("not_configured", 503, "the server has no cluster secret configured"),
     # lookups and state

@@ -6,7 +6,8 @@ Every signature is base64url(HMAC-SHA256(secret, canonical text)) without paddin
   ``X-MG-Signature`` over ``METHOD\\nPATH\\nSORTED-QUERY\\nTIMESTAMP\\nAPP``.
 - Bearer token (for curl and players): ``Authorization: Bearer mg1.<app>.<expires>.<sig>``
   with the signature over ``token\\n<app>\\n<expires>``, or the same as ``?token=``.
-- Playback URL: ``?expires=<unix>&sig=<sig over file\\n<app>\\n<user>\\n<file_id>\\n<expires>>``.
+- Playback URL: ``?expires=<unix>&sig=<sig over file\\nread\\n<app>\\n<user>\\n<file_id>\\n<expires>>``:
+  it reads (``GET``/``HEAD``, :data:`READ_METHODS`) that one file and nothing else.
 - Cluster requests (agents, shims): ``X-MG-Node`` + timestamp + signature with the
   cluster secret, where the canonical text also carries the body's SHA-256.
 
@@ -23,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import urlencode
 
 TOKEN_PREFIX = "mg1"
+# What a read-only credential (a playback URL) may do; the scope "read" is in its signed text.
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def sign(secret: str, text: str) -> str:
@@ -69,4 +72,4 @@ def make_token(app: str, secret: str, expires: int) -> str:
 
 
 def file_signature(secret: str, app: str, user: str, file_id: str, expires: int) -> str:
-    return sign(secret, f"file\n{app}\n{user}\n{file_id}\n{expires}")
+    return sign(secret, f"file\nread\n{app}\n{user}\n{file_id}\n{expires}")
