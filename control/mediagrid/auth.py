@@ -9,16 +9,19 @@ current request and the app secrets in MariaDB.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 
 from flask import request
 
-from . import apps
+from . import apps, replays
 from .errors import APIError
 from .signing import (
+    CONTENT_SHA256,
     READ_METHODS,
     TOKEN_PREFIX,
+    app_request_text,
     canonical_query,
     file_signature,
     request_text,
@@ -55,6 +58,31 @@ class AppSecrets:
 
 
 _secrets = AppSecrets()
+
+
+class ReplayGuard:
+    """Accepts each app signature once (MariaDB ``seen_signatures``, shared by every
+    service); purges expired signatures every PURGE_EVERY seconds per process."""
+
+    PURGE_EVERY = 30.0
+
+    def __init__(self) -> None:
+        self._next_purge = 0.0
+
+    def first(self, sig: str, expires: int) -> bool:
+        from .db import get_db
+
+        with get_db().cursor() as cur:
+            fresh = replays.first_use(cur, sig, expires)
+            if time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + self.PURGE_EVERY
+                replays.purge(cur, int(time.time()))
+        return fresh
+
+
+_replays = ReplayGuard()
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+BODY_LIMIT = 1 << 20  # a signed request that is not an upload has at most a small body
 
 
 def _check_time(ts: str) -> None:
@@ -107,21 +135,48 @@ def _query_without(*skip: str) -> str:
     return canonical_query((k, v) for k, v in request.args.items(multi=True) if k not in skip)
 
 
-def authenticate_app(file_ref: tuple[str, str, str] | None = None) -> str:
+def _from_signed_request(app: str, streamed_body: bool) -> str:
+    """Check a signed app request: its signature over method, path, query, time, nonce,
+    body digest and content type; its body (unless streamed: the shim checks the stored
+    file against the digest, see :func:`check_content`); and that it is its first use."""
+    sig = request.headers.get("X-MG-Signature", "")
+    ts = request.headers.get("X-MG-Timestamp", "")
+    _check_time(ts)
+    nonce = request.headers.get("X-MG-Nonce", "")
+    digest = request.headers.get(CONTENT_SHA256, "")
+    if not nonce or not _SHA256_HEX.fullmatch(digest):
+        raise APIError(401, "bad_signature", f"a signed request carries X-MG-Nonce and {CONTENT_SHA256}")
+    ctype = request.headers.get("Content-Type", "")
+    text = app_request_text(request.method, request.path, _query_without(), ts, app, nonce, digest, ctype)
+    if not _equal(sig, sign(_app_secret(app), text)):
+        raise APIError(401, "bad_signature", "request signature does not match")
+    if not streamed_body:
+        if (request.content_length or 0) > BODY_LIMIT:
+            raise APIError(413, "payload_too_large", "a request body too large")
+        if hashlib.sha256(request.get_data(cache=True)).hexdigest() != digest:
+            raise APIError(401, "bad_signature", f"the body does not match {CONTENT_SHA256}")
+    if not _replays.first(sig, int(ts) + settings().signature_max_skew + 1):
+        raise APIError(401, "replayed_signature", "this signature was used before")
+    return app
+
+
+def check_content(sha256: str) -> None:
+    """The stored content of a streamed upload against the declared (signed) digest."""
+    declared = request.headers.get(CONTENT_SHA256)
+    if declared is not None and declared != sha256:
+        raise APIError(400, "content_mismatch", f"the body does not match {CONTENT_SHA256}")
+
+
+def authenticate_app(file_ref: tuple[str, str, str] | None = None, streamed_body: bool = False) -> str:
     """Return the app the current request proves to be, or raise 401.
 
-    ``file_ref`` = (app, user, file_id) also admits a playback-URL signature for that file.
+    ``file_ref`` = (app, user, file_id) also admits a playback-URL signature for that file;
+    ``streamed_body``: the route streams the body, which it checks with
+    :func:`check_content` before it keeps it.
     """
     header_app = request.headers.get("X-MG-App")
     if header_app:
-        sig = request.headers.get("X-MG-Signature", "")
-        ts = request.headers.get("X-MG-Timestamp", "")
-        _check_time(ts)
-        secret = _app_secret(header_app)
-        text = request_text(request.method, request.path, _query_without(), ts, header_app)
-        if not _equal(sig, sign(secret, text)):
-            raise APIError(401, "bad_signature", "request signature does not match")
-        return header_app
+        return _from_signed_request(header_app, streamed_body)
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
         return _from_token(auth[len("Bearer ") :].strip())
@@ -144,9 +199,9 @@ def authenticate_app(file_ref: tuple[str, str, str] | None = None) -> str:
     raise APIError(401, "missing_credentials", "sign the request or send a token")
 
 
-def require_app(app: str, file_ref: tuple[str, str, str] | None = None) -> None:
+def require_app(app: str, file_ref: tuple[str, str, str] | None = None, streamed_body: bool = False) -> None:
     """Authenticate and insist the caller is ``app``: tenants never see each other."""
-    who = authenticate_app(file_ref)
+    who = authenticate_app(file_ref, streamed_body)
     if who != app:
         raise APIError(403, "forbidden", "credentials do not belong to this app")
 

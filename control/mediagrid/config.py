@@ -50,8 +50,9 @@ class Settings:
     db_connect_timeout: int = field(default=2, metadata=_positive())
     # Shared secret storage nodes prove to trackers and id services.
     cluster_secret: str = field(default="", repr=False)
-    # Allowed clock skew for signed requests, seconds.
-    signature_max_skew: int = field(default=300, metadata=_not_negative())
+    # Allowed clock skew for signed requests, seconds: a signed app request is valid this
+    # long either side of its timestamp, and accepted once (its signature is kept as long).
+    signature_max_skew: int = field(default=60, metadata=_not_negative())
     # Tracker
     heartbeat_interval: float = field(default=1.5, metadata=_positive())
     offline_after: float = field(default=5.0, metadata=_positive())

@@ -258,7 +258,7 @@ def _clean_up(up: _Upload, err: BaseException) -> None:
 def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
     names.check_app(app)
     names.check_user(user)
-    auth.require_app(app)
+    auth.require_app(app, streamed_body=True)
     overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
     if file_id is None and request.args.get("file_id"):
         file_id = request.args["file_id"]
@@ -275,6 +275,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         spool = up.spool
         up.final = _data_dir() / up.rel
         spool.commit(up.final)
+        auth.check_content(spool.sha.hexdigest())  # complete once committed; before any row
         replaced = _record(app, user, up, spool, overwrite)
     except BaseException as err:
         _clean_up(up, err)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,6 +13,8 @@ import pytest
 import requests
 
 from mediagrid.client import Client
+from mediagrid.signing import signed_headers
+from mediagrid_dev import DevCluster
 
 from .test_bad_input import _err, _storage
 
@@ -55,3 +59,67 @@ def test_direct_link_only_reads(client: Client, stored: tuple[str, bytes]) -> No
         _err(requests.request(method, link, data=b"x", timeout=10), 405, "method_not_allowed")
     assert requests.head(link, timeout=10).status_code == 200
     assert requests.get(link, timeout=10).content == data
+
+
+def client_token(client: Client) -> dict[str, str]:
+    return {"Authorization": "Bearer " + client.token(600)}
+
+
+def _signed_put(
+    cluster: DevCluster, client: Client, user: str, file_id: str, body: bytes
+) -> tuple[str, dict[str, str]]:
+    path = f"/api/v1/files/demo/{user}/{file_id}"
+    return _storage(client, user) + path, signed_headers("demo", cluster.app_secret, "PUT", path, None, body)
+
+
+def test_signed_put_with_another_body_is_refused(cluster: DevCluster, client: Client) -> None:
+    """Item 6: the signature did not cover the body, so a captured PUT stored any body;
+    now the shim stores only the bytes whose SHA-256 was signed."""
+    url, headers = _signed_put(cluster, client, "replay", f"swap-{time.monotonic_ns()}.bin", b"the real one")
+    _err(requests.put(url, data=b"an attacker's body", headers=headers, timeout=10), 400, "content_mismatch")
+    _err(requests.get(url, headers=client_token(client), timeout=10), 404, "file_not_found")
+    # a changed Content-Type is another signed text
+    url, headers = _signed_put(cluster, client, "replay", f"type-{time.monotonic_ns()}.bin", b"abc")
+    headers["Content-Type"] = "text/html"
+    _err(requests.put(url, data=b"abc", headers=headers, timeout=10), 401, "bad_signature")
+
+
+def test_identical_replay_is_refused_on_every_node(cluster: DevCluster, client: Client) -> None:
+    """Item 6: the same signed request sent again within its window is refused, by the node
+    that saw it and by every other (the seen signatures are shared in MariaDB)."""
+    body = os.urandom(1000)
+    url, headers = _signed_put(cluster, client, "replay", f"once-{time.monotonic_ns()}.bin", body)
+    assert requests.put(url, data=body, headers=headers, timeout=10).status_code == 201
+    for node in client.storages("replay")["storages"]:
+        again = node["url"] + urlsplit(url).path
+        _err(requests.put(again, data=body, headers=headers, timeout=10), 401, "replayed_signature")
+    q = {"app": "demo", "user": "replay"}
+    lookup = signed_headers("demo", cluster.app_secret, "GET", "/api/v1/storages", q)
+    assert requests.get(f"{cluster.url}/api/v1/storages", params=q, headers=lookup, timeout=10).ok
+    _err(
+        requests.get(f"{cluster.url}/api/v1/storages", params=q, headers=lookup, timeout=10),
+        401,
+        "replayed_signature",
+    )
+
+
+def test_cli_upload_signs_the_body(cluster: DevCluster, tmp_path: Path) -> None:
+    """Item 6: the CLI's upload (file digest signed, every retry signed afresh) still works."""
+    src = tmp_path / "cli.bin"
+    src.write_bytes(os.urandom(300_000))
+    env = {
+        **os.environ,
+        "MEDIAGRID_URL": cluster.url,
+        "MEDIAGRID_APP": "demo",
+        "MEDIAGRID_SECRET": cluster.app_secret,
+    }
+    run = [sys.executable, "-m", "mediagrid.cli"]
+    fid = f"cli-{time.monotonic_ns()}.bin"
+    subprocess.run(
+        [*run, "upload", str(src), "--user", "replay", "--id", fid], check=True, env=env, timeout=60
+    )
+    out = tmp_path / "back.bin"
+    subprocess.run(
+        [*run, "download", fid, "--user", "replay", "-o", str(out)], check=True, env=env, timeout=60
+    )
+    assert out.read_bytes() == src.read_bytes()

@@ -3,7 +3,9 @@ client: the codes and statuses the loopback and lab suites see, without MariaDB 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 import pytest
 from flask import Flask
@@ -13,7 +15,7 @@ from werkzeug.test import TestResponse
 from mediagrid import signing
 from mediagrid.contract import Report
 
-from .conftest import APP, CLUSTER_SECRET, REPORT, token
+from .conftest import APP, CLUSTER_SECRET, REPORT, SECRETS, token
 
 
 def expect(resp: TestResponse, status: int, code: str) -> None:
@@ -171,3 +173,35 @@ def test_health_while_mariadb_is_down(client: FlaskClient) -> None:
     assert body["db"] == "unavailable" and body["status"] == "ok"
     resp = client.get("/api/v1/health?strict=1")
     assert resp.status_code == 503 and resp.get_json()["status"] == "degraded"
+
+
+def _signed_at(path: str, query: dict[str, str], ts: int, body: bytes = b"") -> dict[str, str]:
+    q = signing.canonical_query(query.items())
+    digest = hashlib.sha256(body).hexdigest()
+    text = signing.app_request_text("GET", path, q, str(ts), APP, "n1", digest, "")
+    sig = signing.sign(SECRETS[APP], text)
+    return {
+        "X-MG-App": APP,
+        "X-MG-Timestamp": str(ts),
+        "X-MG-Nonce": "n1",
+        signing.CONTENT_SHA256: digest,
+        "X-MG-Signature": sig,
+    }
+
+
+def test_signed_requests_are_short_lived_and_single_use(client: FlaskClient) -> None:
+    """Item 6: a signature is valid SIGNATURE_MAX_SKEW (60 s, was 300 s) either side of
+    its timestamp, and only once; its body digest must match the body."""
+    url, q = "/api/v1/storages", {"app": APP, "user": "u1"}
+    expect(
+        client.get(url, query_string=q, headers=_signed_at(url, q, int(time.time()) - 90)),
+        401,
+        "expired_signature",
+    )
+    fresh = _signed_at(url, q, int(time.time()))
+    assert client.get(url, query_string=q, headers=fresh).status_code != 401
+    expect(client.get(url, query_string=q, headers=fresh), 401, "replayed_signature")
+    other = signing.signed_headers(APP, SECRETS[APP], "GET", url, q)
+    expect(client.get(url, query_string=q, headers=other, data=b"a body not signed"), 401, "bad_signature")
+    unsigned_digest = {k: v for k, v in other.items() if k != signing.CONTENT_SHA256}
+    expect(client.get(url, query_string=q, headers=unsigned_digest), 401, "bad_signature")
