@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import requests
 
-from .signing import file_signature, make_token, signed_headers
+from .signing import TOKEN_MAX_TTL, Scope, file_signature, make_token, signed_headers
 
 Progress = Callable[[int, int | None], None]
 CHUNK = 1 << 20
@@ -195,8 +195,16 @@ class Client:
     def ids(self, count: int = 1) -> list[int]:
         return self._cluster("POST", "/api/v1/ids", {"count": count}).json()["ids"]
 
-    def token(self, ttl: int = 3600) -> str:
-        return make_token(self.app, self.secret, int(time.time()) + ttl)
+    def token(self, ttl: int = 3600, scope: Scope | None = None) -> str:
+        """A bearer token for ``ttl`` seconds (at most TOKEN_MAX_TTL, which the servers
+        enforce), app-wide or limited to ``scope``."""
+        if ttl > TOKEN_MAX_TTL:
+            raise MediagridError(
+                400,
+                "invalid_ttl",
+                f"a token lives at most {TOKEN_MAX_TTL} s (the servers refuse longer ones)",
+            )
+        return make_token(self.app, self.secret, int(time.time()) + ttl, scope)
 
     # -- files ----------------------------------------------------------------------------
     def upload(

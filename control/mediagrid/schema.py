@@ -69,8 +69,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         4,
-        "signatures seen within their window (replays refused)",
+        "signatures seen within their window (replays refused); a second app secret",
         [
+            # the previous secret, still valid while an app's secret is rotated
+            "ALTER TABLE apps ADD COLUMN IF NOT EXISTS secret2 VARCHAR(128) NULL AFTER secret",
             """CREATE TABLE IF NOT EXISTS seen_signatures (
                 sig CHAR(43) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
                 expires INT UNSIGNED NOT NULL,

@@ -8,8 +8,10 @@ Every signature is base64url(HMAC-SHA256(secret, canonical text)) without paddin
   ``X-MG-Signature`` over :func:`app_request_text`: ``app2``, method, path, sorted query,
   timestamp, app, nonce, content SHA-256 and ``Content-Type``, one a line. A service
   accepts a signature once, within ``SIGNATURE_MAX_SKEW`` of its timestamp.
-- Bearer token (for curl and players): ``Authorization: Bearer mg1.<app>.<expires>.<sig>``
-  with the signature over ``token\\n<app>\\n<expires>``, or the same as ``?token=``.
+- Bearer token (for curl and players): ``Authorization: Bearer mg2.<app>.<expires>.<scope>.<sig>``
+  with the signature over ``token2\\n<app>\\n<expires>\\n<scope>``, or the same as ``?token=``;
+  ``scope`` is base64url(JSON) of :class:`Scope` (a user, read-only, a file-id prefix; ``{}``
+  is app-wide). Servers refuse tokens that expire more than ``TOKEN_MAX_TTL`` ahead.
 - Playback URL: ``?expires=<unix>&sig=<sig over file\\nread\\n<app>\\n<user>\\n<file_id>\\n<expires>>``:
   it reads (``GET``/``HEAD``, :data:`READ_METHODS`) that one file and nothing else.
 - Cluster requests (agents, shims): ``X-MG-Node`` + timestamp + signature with the
@@ -23,12 +25,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
-TOKEN_PREFIX = "mg1"
+TOKEN_PREFIX = "mg2"
+# The longest a token may live (the servers' default TOKEN_MAX_TTL; the CLI mints no longer).
+TOKEN_MAX_TTL = 86400
 # What a read-only credential (a playback URL) may do; the scope "read" is in its signed text.
 READ_METHODS = frozenset({"GET", "HEAD"})
 # The header that declares (and, signed, binds) the SHA-256 of a request's content.
@@ -89,12 +95,41 @@ def signed_headers(
     return {**headers, "X-MG-Signature": sig}
 
 
-def token_signature(secret: str, app: str, expires: int) -> str:
-    return sign(secret, f"token\n{app}\n{expires}")
+@dataclass(frozen=True)
+class Scope:
+    """What a token may reach: one user's files, only reading, ids under a prefix (None:
+    no limit of that kind)."""
+
+    user: str | None = None
+    read_only: bool = False
+    prefix: str | None = None
+
+    def encode(self) -> str:
+        fields = {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Scope:
+        """The scope a token carries; ValueError if it is not one."""
+        raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(raw, dict) or not raw.keys() <= {"user", "read_only", "prefix"}:
+            raise ValueError("not a token scope")
+        scope = cls(**raw)
+        if not all(isinstance(v, str) for v in (scope.user, scope.prefix) if v is not None):
+            raise ValueError("not a token scope")
+        if not isinstance(scope.read_only, bool):
+            raise ValueError("not a token scope")
+        return scope
 
 
-def make_token(app: str, secret: str, expires: int) -> str:
-    return f"{TOKEN_PREFIX}.{app}.{expires}.{token_signature(secret, app, expires)}"
+def token_signature(secret: str, app: str, expires: int, scope: str) -> str:
+    return sign(secret, f"token2\n{app}\n{expires}\n{scope}")
+
+
+def make_token(app: str, secret: str, expires: int, scope: Scope | None = None) -> str:
+    text = (scope or Scope()).encode()
+    return f"{TOKEN_PREFIX}.{app}.{expires}.{text}.{token_signature(secret, app, expires, text)}"
 
 
 def file_signature(secret: str, app: str, user: str, file_id: str, expires: int) -> str:

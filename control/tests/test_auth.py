@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from mediagrid.client import Client
+from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
 from mediagrid_dev import DevCluster
 
@@ -123,3 +123,32 @@ def test_cli_upload_signs_the_body(cluster: DevCluster, tmp_path: Path) -> None:
         [*run, "download", fid, "--user", "replay", "-o", str(out)], check=True, env=env, timeout=60
     )
     assert out.read_bytes() == src.read_bytes()
+
+
+def _admin(cluster: DevCluster, *argv: str) -> str:
+    run = [
+        sys.executable,
+        "-m",
+        "mediagrid.admin",
+        "--config",
+        str(cluster.root / "conf" / "ids.toml"),
+        *argv,
+    ]
+    return subprocess.run(run, check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+def test_rotation_keeps_old_clients_working_until_retired(cluster: DevCluster) -> None:
+    """Item 7: `mediagrid-admin app rotate` adds a new secret while the old one still
+    works, so no client breaks; `app retire` then ends the old one."""
+    name = f"rot{time.monotonic_ns() % 10**9}"
+    old = cluster.add_app(name)
+    new = _admin(cluster, "app", "rotate", name)
+    assert new and new != old
+    for secret in (old, new):
+        assert Client(cluster.url, name, secret).storages("u1")["storages"]
+    assert _admin(cluster, "app", "retire", name) == "retired"
+    time.sleep(float(cluster.settings.get("APP_CACHE_TTL", 10.0)) + 1)  # the services' secret cache
+    assert Client(cluster.url, name, new).storages("u1")["storages"]
+    with pytest.raises(MediagridError) as err:
+        Client(cluster.url, name, old).storages("u1")
+    assert err.value.status == 401 and err.value.code == "bad_signature"

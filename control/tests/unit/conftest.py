@@ -40,7 +40,7 @@ def token(app: str = APP) -> dict[str, str]:
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(auth._secrets, "get", SECRETS.get)
+    monkeypatch.setattr(auth._secrets, "get", lambda app: (SECRETS[app],) if app in SECRETS else None)
     seen: set[str] = set()  # the signatures MariaDB's seen_signatures would hold
 
     def first(sig: str, expires: int) -> bool:
