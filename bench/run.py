@@ -15,6 +15,7 @@ Usage: python bench/run.py [--out docs/benchmarks.md] [--duration 10] [--size-mb
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -124,9 +125,11 @@ def main() -> int:
         node = client.storages("uploader")["storages"][0]
         group_dir = cluster.group_dir(client.storages("uploader")["group"])
         t_up, t_cp, t_cpf = [], [], []
+        with src.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()  # signed: the upload's bytes
         for run in range(args.runs):
             path = f"/api/v1/files/demo/uploader/big{run}.bin"
-            hdrs = signed_headers("demo", cluster.app_secret, "PUT", path)
+            hdrs = signed_headers("demo", cluster.app_secret, "PUT", path, content_sha256=digest)
             curl = ["curl", "-sf", "-o", "/dev/null", "-T", str(src)]
             for k, v in hdrs.items():
                 curl += ["-H", f"{k}: {v}"]

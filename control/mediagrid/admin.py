@@ -31,6 +31,14 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
                     print(f"{row['app']}\t{row['created']}")
             elif args.action == "delete":
                 apps.delete(cur, args.name)
+            elif args.action == "rotate":
+                # a new secret, printed; the old one stays valid until "retire"
+                new_secret = apps.rotate(cur, args.name)
+                if new_secret is None:
+                    raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+                print(new_secret)
+            elif args.action == "retire":
+                print("retired" if apps.retire(cur, args.name) else "nothing to retire")
         conn.commit()
     finally:
         conn.close()
@@ -44,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     sch = sub.add_parser("schema", help="create or upgrade the MariaDB schema")
     sch.add_argument("action", choices=["upgrade", "version"])
     app = sub.add_parser("app", help="manage apps (tenants)")
-    app.add_argument("action", choices=["create", "set", "list", "delete"])
+    app.add_argument(
+        "action",
+        choices=["create", "set", "list", "delete", "rotate", "retire"],
+        help="rotate: print a new secret, the old one stays valid; retire: the old one ends",
+    )
     app.add_argument("name", nargs="?")
     app.add_argument("--secret", help="set this secret (default: keep or generate one)")
     args = parser.parse_args(argv)
@@ -59,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(schema.version(conf))
             return 0
-        if args.action in ("create", "set", "delete") and not args.name:
+        if args.action != "list" and not args.name:
             parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)
     except (pymysql.MySQLError, APIError, config.ConfigError) as err:

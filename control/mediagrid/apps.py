@@ -18,10 +18,35 @@ Cursor = pymysql.cursors.DictCursor
 
 
 def secret(cur: Cursor, app: str) -> str | None:
-    """The app's secret, or None for an unknown app."""
+    """The app's (current) secret, or None for an unknown app."""
     cur.execute("SELECT secret FROM apps WHERE app = %s", (app,))
     row = cur.fetchone()
     return None if row is None else str(row["secret"])
+
+
+def secrets(cur: Cursor, app: str) -> tuple[str, ...] | None:
+    """The secrets the app's credentials may be signed with: the current one, and while a
+    rotation is under way the previous one; None for an unknown app."""
+    cur.execute("SELECT secret, secret2 FROM apps WHERE app = %s", (app,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return (str(row["secret"]),) + ((str(row["secret2"]),) if row["secret2"] else ())
+
+
+def rotate(cur: Cursor, name: str) -> str | None:
+    """Give app ``name`` a new random secret and keep its current one valid (as secret2)
+    until :func:`retire`: clients move to the new secret one by one. Returns the new one
+    (None: no such app)."""
+    new_secret = _random.token_urlsafe(32)
+    cur.execute("UPDATE apps SET secret2 = secret, secret = %s WHERE app = %s", (new_secret, name))
+    return new_secret if cur.rowcount == 1 else None
+
+
+def retire(cur: Cursor, name: str) -> bool:
+    """End a rotation: the previous secret stops being valid. False if there was none."""
+    cur.execute("UPDATE apps SET secret2 = NULL WHERE app = %s AND secret2 IS NOT NULL", (name,))
+    return cur.rowcount == 1
 
 
 def create(cur: Cursor, name: str, new_secret: str | None = None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import requests
 
 from .client import Client, MediagridError
+from .signing import TOKEN_MAX_TTL, Scope
 
 DEFAULT_CONFIG = Path.home() / ".config" / "mediagrid" / "client.toml"
 
@@ -157,7 +158,7 @@ def cmd_cluster(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_token(c: Client, a: argparse.Namespace) -> int:
-    print(c.token(a.ttl or 3600))
+    print(c.token(a.ttl or 3600, Scope(user=a.user, read_only=a.read_only, prefix=a.prefix)))
     return 0
 
 
@@ -202,7 +203,10 @@ def parser() -> argparse.ArgumentParser:
     sp = add("cluster", cmd_cluster, "show groups and storage nodes", user=False)
     sp.add_argument("--json", action="store_true")
     sp = add("token", cmd_token, "print a bearer token for curl", user=False)
-    sp.add_argument("--ttl", type=int)
+    sp.add_argument("--ttl", type=int, help=f"lifetime, s (default 3600, at most {TOKEN_MAX_TTL})")
+    sp.add_argument("--user", "-u", help="only this user's files")
+    sp.add_argument("--read-only", action="store_true", help="only GET and HEAD")
+    sp.add_argument("--prefix", help="only file ids that start with this")
     return p
 
 

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import requests
 
-from .signing import file_signature, make_token, signed_headers
+from .signing import TOKEN_MAX_TTL, Scope, file_signature, make_token, signed_headers
 
 Progress = Callable[[int, int | None], None]
 CHUNK = 1 << 20
@@ -46,6 +46,16 @@ def _raise_for(resp: requests.Response) -> None:
         raise MediagridError(resp.status_code, err["code"], err["message"])
     except (ValueError, KeyError, TypeError):
         raise MediagridError(resp.status_code, "http_error", resp.text[:200] or resp.reason) from None
+
+
+def _sha256_from(fh: IO[bytes], start: int) -> str:
+    """The SHA-256 of ``fh`` from ``start`` to its end (read once more before an upload)."""
+    sha = hashlib.sha256()
+    fh.seek(start)
+    while chunk := fh.read(CHUNK):
+        sha.update(chunk)
+    fh.seek(start)
+    return sha.hexdigest()
 
 
 class _Body:
@@ -85,13 +95,32 @@ class Client:
         self.session = requests.Session()
 
     # -- plumbing -------------------------------------------------------------------------
-    def _headers(self, method: str, path: str, query: dict[str, Any] | None = None) -> dict[str, str]:
-        return signed_headers(self.app, self.secret, method, path, query)
-
     def _call(
-        self, method: str, base: str, path: str, query: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        method: str,
+        base: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        content_sha256: str | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
-        headers = {**self._headers(method, unquote(path), query), **kwargs.pop("headers", {})}
+        """One signed request over its body (bytes ``data``); an upload passes its file's
+        SHA-256 instead (the body is streamed)."""
+        extra = kwargs.pop("headers", {})
+        ctype = extra.get("Content-Type", "")
+        data = kwargs.get("data")
+        body = data if isinstance(data, bytes) else None
+        signed = signed_headers(
+            self.app,
+            self.secret,
+            method,
+            unquote(path),
+            query,
+            body,
+            content_sha256=content_sha256,
+            content_type=ctype,
+        )
+        headers = {**signed, **extra}
         resp = self.session.request(
             method,
             base + path,
@@ -166,8 +195,16 @@ class Client:
     def ids(self, count: int = 1) -> list[int]:
         return self._cluster("POST", "/api/v1/ids", {"count": count}).json()["ids"]
 
-    def token(self, ttl: int = 3600) -> str:
-        return make_token(self.app, self.secret, int(time.time()) + ttl)
+    def token(self, ttl: int = 3600, scope: Scope | None = None) -> str:
+        """A bearer token for ``ttl`` seconds (at most TOKEN_MAX_TTL, which the servers
+        enforce), app-wide or limited to ``scope``."""
+        if ttl > TOKEN_MAX_TTL:
+            raise MediagridError(
+                400,
+                "invalid_ttl",
+                f"a token lives at most {TOKEN_MAX_TTL} s (the servers refuse longer ones)",
+            )
+        return make_token(self.app, self.secret, int(time.time()) + ttl, scope)
 
     # -- files ----------------------------------------------------------------------------
     def upload(
@@ -211,42 +248,37 @@ class Client:
         else:
             method, path = "PUT", f"{base_path}/{self._seg(file_id)}"
         headers = {"Content-Type": content_type or "application/octet-stream"}
+        sha = _sha256_from(fh, body.start)  # signed: the shim stores only these bytes
 
         def send(base: str, retried: bool) -> dict[str, Any]:
             try:
                 return self._call(
-                    method, base, path, query, data=body, headers=headers, timeout=(3, self.timeout)
+                    method, base, path, query, sha, data=body, headers=headers, timeout=(3, self.timeout)
                 ).json()
             except MediagridError as err:
                 # The attempt that failed may have stored the file and lost only its answer
                 # (its node died right after): the same bytes under the id are a success.
                 if err.status == 409 and retried and file_id is not None:
-                    stored = self._stored_as(user, file_id, fh, body.start, size)
+                    stored = self._stored_as(user, file_id, sha, size)
                     if stored is not None:
                         return stored
                 raise
 
         return self._on_group(user, "upload_failed", send, rounds=2)  # round 2 re-asks the tracker
 
-    def _stored_as(
-        self, user: str, file_id: str, fh: IO[bytes], start: int, size: int
-    ) -> dict[str, Any] | None:
+    def _stored_as(self, user: str, file_id: str, sha: str, size: int) -> dict[str, Any] | None:
         """The upload answer for ``file_id`` if the cluster holds exactly these bytes."""
         head = self._retrying(lambda: self.session.head(self.playback_url(user, file_id, 600), timeout=10))
         if head.status_code != 200 or int(head.headers.get("Content-Length", -1)) != size:
             return None
-        sha = hashlib.sha256()
-        fh.seek(start)
-        while chunk := fh.read(CHUNK):
-            sha.update(chunk)
-        if head.headers.get("X-MG-SHA256") != sha.hexdigest():
+        if head.headers.get("X-MG-SHA256") != sha:
             return None
         return {
             "app": self.app,
             "user": user,
             "file_id": file_id,
             "size": size,
-            "sha256": sha.hexdigest(),
+            "sha256": sha,
             "content_type": head.headers.get("Content-Type"),
             "path": f"/files/{self.app}/{user}/{file_id}",
             "replaced": False,

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .signing import TOKEN_MAX_TTL
+
 PREFIX = "MEDIAGRID"
 
 
@@ -50,8 +52,11 @@ class Settings:
     db_connect_timeout: int = field(default=2, metadata=_positive())
     # Shared secret storage nodes prove to trackers and id services.
     cluster_secret: str = field(default="", repr=False)
-    # Allowed clock skew for signed requests, seconds.
-    signature_max_skew: int = field(default=300, metadata=_not_negative())
+    # Allowed clock skew for signed requests, seconds: a signed app request is valid this
+    # long either side of its timestamp, and accepted once (its signature is kept as long).
+    signature_max_skew: int = field(default=60, metadata=_not_negative())
+    # The longest a bearer token may live, seconds: a token expiring later is refused.
+    token_max_ttl: int = field(default=TOKEN_MAX_TTL, metadata=_positive())
     # Tracker
     heartbeat_interval: float = field(default=1.5, metadata=_positive())
     offline_after: float = field(default=5.0, metadata=_positive())

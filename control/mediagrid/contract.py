@@ -314,7 +314,8 @@ api = SpecTree(
     openapi_version="3.1.0",
     description=(
         "Distributed media store. Apps authenticate with signed requests (X-MG-App, "
-        "X-MG-Timestamp, X-MG-Signature) or a bearer token (mg1.<app>.<expires>.<sig>); "
+        "X-MG-Timestamp, X-MG-Nonce, X-MG-Content-SHA256, X-MG-Signature) or a bearer "
+        "token (mg2.<app>.<expires>.<scope>.<sig>); "
         "playback URLs may carry ?expires=&sig=. Storage nodes sign with the cluster "
         'secret (X-MG-Node). Errors are {"error": {"code", "message"}}.'
     ),

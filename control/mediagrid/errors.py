@@ -44,6 +44,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     # uploads
     ErrorCode("incomplete_body", 400, "the body is shorter than Content-Length, or the client went away"),
     ErrorCode("missing_file", 400, "a multipart upload without a `file` part"),
+    ErrorCode("content_mismatch", 400, "an upload whose bytes are not what X-MG-Content-SHA256 declares"),
     ErrorCode("file_exists", 409, "the file id is taken and `overwrite=1` was not asked"),
     ErrorCode("wrong_group", 409, "an overwrite of a file that lives in another group"),
     ErrorCode("wrong_group", 421, "a download or delete sent to a node of another group"),
@@ -57,8 +58,16 @@ REGISTRY: tuple[ErrorCode, ...] = (
         "expired_signature", 401, "a signature outside the allowed clock skew, or a URL past its expiry"
     ),
     ErrorCode("expired_token", 401, "a token past its expiry"),
+    ErrorCode("token_too_long", 401, "a token expiring more than `TOKEN_MAX_TTL` ahead"),
+    ErrorCode("replayed_signature", 401, "a signed request sent again (each signature is accepted once)"),
     ErrorCode("unknown_app", 401, "an app the cluster does not know"),
     ErrorCode("bad_cluster_signature", 401, "a node request not signed with the cluster secret"),
+    ErrorCode(
+        "out_of_scope",
+        403,
+        "credentials used beyond their scope: a playback URL or read-only token for a method other than"
+        " GET/HEAD, a token for another user or file-id prefix",
+    ),
     ErrorCode("forbidden", 403, "credentials of another app or node (tenants never see each other)", "http"),
     ErrorCode("not_configured", 503, "the server has no cluster secret configured"),
     # lookups and state

@@ -23,7 +23,7 @@ bp = Blueprint("gateway", __name__)
 def playback(app: str, user: str, file_id: str) -> ResponseReturnValue:
     """Playback through the gateway; Range and mp4 ?start= supported."""
     files.check_ref(app, user, file_id)
-    auth.require_app(app, (app, user, file_id))
+    auth.require_app(app, user, file_id, playback=True)
     return files.accel_response(files.get(app, user, file_id))
 
 

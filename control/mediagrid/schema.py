@@ -67,6 +67,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE=InnoDB""",
         ],
     ),
+    (
+        4,
+        "signatures seen within their window (replays refused); a second app secret",
+        [
+            # the previous secret, still valid while an app's secret is rotated
+            "ALTER TABLE apps ADD COLUMN IF NOT EXISTS secret2 VARCHAR(128) NULL AFTER secret",
+            """CREATE TABLE IF NOT EXISTS seen_signatures (
+                sig CHAR(43) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+                expires INT UNSIGNED NOT NULL,
+                KEY seen_signatures_expires (expires)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -258,10 +258,10 @@ def _clean_up(up: _Upload, err: BaseException) -> None:
 def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
     names.check_app(app)
     names.check_user(user)
-    auth.require_app(app)
-    overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
     if file_id is None and request.args.get("file_id"):
         file_id = request.args["file_id"]
+    auth.require_app(app, user, file_id, streamed_body=True)
+    overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
     if file_id is not None:
         _check_new_id(app, user, file_id, overwrite, "a file with this id exists; pass overwrite=1")
     ids: IdClient = current_app.extensions["mediagrid_idclient"]
@@ -275,6 +275,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         spool = up.spool
         up.final = _data_dir() / up.rel
         spool.commit(up.final)
+        auth.check_content(spool.sha.hexdigest())  # complete once committed; before any row
         replaced = _record(app, user, up, spool, overwrite)
     except BaseException as err:
         _clean_up(up, err)
@@ -313,7 +314,7 @@ def post_file(app: str, user: str) -> ResponseReturnValue:
 
 def _own(app: str, user: str, file_id: str) -> dict[str, Any]:
     files.check_ref(app, user, file_id)
-    auth.require_app(app, (app, user, file_id))
+    auth.require_app(app, user, file_id, playback=True)
     row = files.get(app, user, file_id)
     if row["grp"] != settings().group:
         raise APIError(421, "wrong_group", f"the file lives in group {row['grp']}")

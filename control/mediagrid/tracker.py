@@ -79,7 +79,7 @@ def storages() -> ResponseReturnValue:
     once the route and the app secret are cached, and reuses the group's serialised list."""
     query = parse_query(StoragesQuery)
     app, user = query.app, query.user
-    auth.require_app(app)
+    auth.require_app(app, user)
     table = _table()
     routes = current_app.extensions["mediagrid_routes"]
     groups = table.groups()
@@ -119,7 +119,7 @@ def list_files(app: str, user: str) -> ResponseReturnValue:
     """List a user's files (tracker)."""
     names.check_app(app)
     names.check_user(user)
-    auth.require_app(app)
+    auth.require_app(app, user)
     query = parse_query(ListQuery)
     listed = files.listing(app, user, query.after, query.limit)
     return jsonify(app=app, user=user, files=listed)
@@ -132,7 +132,7 @@ def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
     served by nginx alone with no service in the path; 403 if tampered, 410 once expired."""
     conf = current_app.config
     files.check_ref(app, user, file_id)
-    auth.require_app(app)
+    auth.require_app(app, user, file_id)
     ttl = parse_query(LinkQuery).ttl
     if not conf["LINK_KEY"]:
         raise APIError(503, "links_disabled", "direct links are not configured on this cluster")

@@ -88,7 +88,7 @@ def test_lost_commit_answer_of_an_overwrite_keeps_the_new_version(
         node + path,
         params=query,
         data=new,
-        headers=signed_headers("demo", cluster.app_secret, "PUT", path, query),
+        headers=signed_headers("demo", cluster.app_secret, "PUT", path, query, new),
         timeout=30,
     )
     assert proxy.cuts == 1, "no commit answer was lost"

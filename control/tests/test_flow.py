@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from urllib3 import encode_multipart_formdata
 
 from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
@@ -92,11 +93,14 @@ def test_multipart_post_for_browsers(cluster: DevCluster, client: Client) -> Non
     storage = client.storages("carol")["storages"][0]["url"]
     path = "/api/v1/files/demo/carol"
     body = os.urandom(700_000)
+    form, ctype = encode_multipart_formdata({"file": ("pic.jpg", body, "image/jpeg"), "file_id": "pic.jpg"})
+    digest = hashlib.sha256(body).hexdigest()  # the file part's: what the shim stores
     resp = requests.post(
         storage + path,
-        headers=signed_headers("demo", cluster.app_secret, "POST", path),
-        files={"file": ("pic.jpg", body, "image/jpeg")},
-        data={"file_id": "pic.jpg"},
+        headers=signed_headers(
+            "demo", cluster.app_secret, "POST", path, content_sha256=digest, content_type=ctype
+        ),
+        data=form,
         timeout=10,
     )
     assert resp.status_code == 201, resp.text

@@ -70,7 +70,7 @@ def test_extension_is_sanitised() -> None:
 
 def test_token_and_file_signatures_differ_per_input() -> None:
     t1 = signing.make_token("demo", "s3cret", 100)
-    assert t1.startswith("mg1.demo.100.")
+    assert t1.startswith("mg2.demo.100.")
     assert t1 != signing.make_token("demo", "other", 100)
     a = signing.file_signature("k", "demo", "alice", "f1", 100)
     assert a != signing.file_signature("k", "demo", "alice", "f2", 100)

@@ -1,6 +1,7 @@
 """Fixtures of the fast layer: each service's Flask app and test client, no MariaDB, no nginx.
 
-App secrets come from ``SECRETS`` instead of the ``apps`` table; the database settings
+App secrets come from ``SECRETS`` instead of the ``apps`` table, seen signatures from a
+set instead of ``seen_signatures``; the database settings
 point at a closed port, so a route that reaches MariaDB answers as it does when it is down.
 """
 
@@ -39,7 +40,15 @@ def token(app: str = APP) -> dict[str, str]:
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(auth._secrets, "get", SECRETS.get)
+    monkeypatch.setattr(auth._secrets, "get", lambda app: (SECRETS[app],) if app in SECRETS else None)
+    seen: set[str] = set()  # the signatures MariaDB's seen_signatures would hold
+
+    def first(sig: str, expires: int) -> bool:
+        fresh = sig not in seen
+        seen.add(sig)
+        return fresh
+
+    monkeypatch.setattr(auth._replays, "first", first)
     return {
         "TESTING": True,
         "DB_HOST": "127.0.0.1",

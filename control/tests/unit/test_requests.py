@@ -3,17 +3,20 @@ client: the codes and statuses the loopback and lab suites see, without MariaDB 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from mediagrid import signing
+from mediagrid import auth, cli, signing
+from mediagrid.client import Client, MediagridError
 from mediagrid.contract import Report
 
-from .conftest import APP, CLUSTER_SECRET, REPORT, token
+from .conftest import APP, CLUSTER_SECRET, REPORT, SECRETS, token
 
 
 def expect(resp: TestResponse, status: int, code: str) -> None:
@@ -171,3 +174,110 @@ def test_health_while_mariadb_is_down(client: FlaskClient) -> None:
     assert body["db"] == "unavailable" and body["status"] == "ok"
     resp = client.get("/api/v1/health?strict=1")
     assert resp.status_code == 503 and resp.get_json()["status"] == "degraded"
+
+
+def _signed_at(path: str, query: dict[str, str], ts: int, body: bytes = b"") -> dict[str, str]:
+    q = signing.canonical_query(query.items())
+    digest = hashlib.sha256(body).hexdigest()
+    text = signing.app_request_text("GET", path, q, str(ts), APP, "n1", digest, "")
+    sig = signing.sign(SECRETS[APP], text)
+    return {
+        "X-MG-App": APP,
+        "X-MG-Timestamp": str(ts),
+        "X-MG-Nonce": "n1",
+        signing.CONTENT_SHA256: digest,
+        "X-MG-Signature": sig,
+    }
+
+
+def test_signed_requests_are_short_lived_and_single_use(client: FlaskClient) -> None:
+    """Item 6: a signature is valid SIGNATURE_MAX_SKEW (60 s, was 300 s) either side of
+    its timestamp, and only once; its body digest must match the body."""
+    url, q = "/api/v1/storages", {"app": APP, "user": "u1"}
+    expect(
+        client.get(url, query_string=q, headers=_signed_at(url, q, int(time.time()) - 90)),
+        401,
+        "expired_signature",
+    )
+    fresh = _signed_at(url, q, int(time.time()))
+    assert client.get(url, query_string=q, headers=fresh).status_code != 401
+    expect(client.get(url, query_string=q, headers=fresh), 401, "replayed_signature")
+    other = signing.signed_headers(APP, SECRETS[APP], "GET", url, q)
+    expect(client.get(url, query_string=q, headers=other, data=b"a body not signed"), 401, "bad_signature")
+    unsigned_digest = {k: v for k, v in other.items() if k != signing.CONTENT_SHA256}
+    expect(client.get(url, query_string=q, headers=unsigned_digest), 401, "bad_signature")
+
+
+def _token(scope: signing.Scope | None = None, ttl: int = 600, secret: str = SECRETS[APP]) -> dict[str, str]:
+    return {"Authorization": "Bearer " + signing.make_token(APP, secret, int(time.time()) + ttl, scope)}
+
+
+def test_tokens_live_at_most_token_max_ttl(client: FlaskClient) -> None:
+    """Item 7: `mediagrid token --ttl 315360000` was accepted; now the server refuses a
+    token that expires more than TOKEN_MAX_TTL (a day) ahead and the CLI mints none."""
+    url = f"/api/v1/storages?app={APP}&user=u1"
+    expect(client.get(url, headers=_token(ttl=2 * 86400)), 401, "token_too_long")
+    assert client.get(url, headers=_token(ttl=3600)).status_code != 401
+    with pytest.raises(MediagridError, match="at most 86400 s"):
+        Client("http://127.0.0.1:9", APP, SECRETS[APP]).token(315360000)
+
+
+def test_cli_refuses_a_long_token_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MEDIAGRID_SECRET", SECRETS[APP])
+    assert cli.main(["--app", APP, "token", "--ttl", "315360000"]) == 1
+    assert "a token lives at most 86400 s" in capsys.readouterr().err
+    assert cli.main(["--app", APP, "token", "--ttl", "600", "--user", "u1", "--read-only"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("mg2.demo.") and signing.Scope.decode(printed.split(".")[3]).read_only
+
+
+def test_scoped_tokens_reach_only_their_scope(services: dict[str, Flask]) -> None:
+    """Item 7: a token limited to a user, to reading, or to a file-id prefix is refused
+    (403 out_of_scope) beyond it and accepted within it."""
+    tracker, shim, ids = (services[n].test_client() for n in ("tracker", "storage", "idservice"))
+    alice = _token(signing.Scope(user="alice"))
+    expect(tracker.get(f"/api/v1/storages?app={APP}&user=bob", headers=alice), 403, "out_of_scope")
+    expect(tracker.get(f"/api/v1/files/{APP}/bob", headers=alice), 403, "out_of_scope")
+    assert tracker.get(f"/api/v1/storages?app={APP}&user=alice", headers=alice).status_code != 403
+    expect(tracker.get("/api/v1/groups", headers=alice), 403, "out_of_scope")
+    reader = _token(signing.Scope(read_only=True))
+    expect(shim.put(f"/api/v1/files/{APP}/u1/a.bin", data=b"x", headers=reader), 403, "out_of_scope")
+    expect(shim.delete(f"/api/v1/files/{APP}/u1/a.bin", headers=reader), 403, "out_of_scope")
+    expect(ids.post("/api/v1/ids?count=1", headers=reader), 403, "out_of_scope")
+    assert shim.get(f"/api/v1/files/{APP}/u1/a.bin", headers=reader).status_code == 503  # auth passed
+    clips = _token(signing.Scope(prefix="clip-"))
+    expect(tracker.get(f"/api/v1/links/{APP}/u1/song.mp3?ttl=60", headers=clips), 403, "out_of_scope")
+    expect(tracker.get(f"/api/v1/links/{APP}/u1/clip-1?ttl=60", headers=clips), 503, "links_disabled")
+    expect(shim.post(f"/api/v1/files/{APP}/u1", data=b"x", headers=clips), 403, "out_of_scope")
+    # the scope is signed: widening it breaks the token
+    forged = alice["Authorization"].split(".")
+    forged[3] = signing.Scope().encode()
+    expect(
+        tracker.get(f"/api/v1/storages?app={APP}&user=bob", headers={"Authorization": ".".join(forged)}),
+        401,
+        "bad_token",
+    )
+    expect(
+        tracker.get(
+            f"/api/v1/storages?app={APP}&user=bob", headers={"Authorization": "Bearer mg1.demo.9999999999.x"}
+        ),
+        401,
+        "bad_token",
+    )
+
+
+def test_two_secrets_are_valid_during_a_rotation(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 7: while an app's secret is rotated both verify (tokens, signatures, URLs)."""
+    monkeypatch.setattr(
+        auth._secrets, "get", lambda app: ("new-secret", SECRETS[APP]) if app == APP else None
+    )
+    url, q = "/api/v1/storages", {"app": APP, "user": "u1"}
+    for secret in ("new-secret", SECRETS[APP]):
+        assert client.get(url, query_string=q, headers=_token(secret=secret)).status_code != 401
+        signed = signing.signed_headers(APP, secret, "GET", url, q)
+        assert client.get(url, query_string=q, headers=signed).status_code != 401
+    expect(client.get(url, query_string=q, headers=_token(secret="retired")), 401, "bad_token")
