@@ -13,6 +13,8 @@ from .db import connect, one
 # files.file_id is VARCHAR(200): the longest file id the API accepts. Not a setting, since
 # a longer one needs a migration of the column first.
 FILE_ID_LENGTH = 200
+# App, user and file id compare as bytes, as they do in paths, URLs and the CLI.
+NAME_COLLATION = "utf8mb4_bin"
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -78,6 +80,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 expires INT UNSIGNED NOT NULL,
                 KEY seen_signatures_expires (expires)
             ) ENGINE=InnoDB""",
+        ],
+    ),
+    (
+        5,
+        "names compare byte-exact (binary collation); files found by storage id",
+        [
+            # Names are case-sensitive everywhere else (paths, URLs, the CLI): under
+            # utf8mb4_unicode_ci, A.txt collided with a.txt and user Bob read bob's list.
+            # MODIFY rebuilds the tables in place (files is re-partitioned by its key).
+            f"""ALTER TABLE files
+                MODIFY app VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL,
+                MODIFY user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL,
+                MODIFY file_id VARCHAR({FILE_ID_LENGTH}) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL""",
+            "ALTER TABLE files ADD INDEX IF NOT EXISTS files_sid (sid)",
+            f"""ALTER TABLE routes
+                MODIFY app VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL,
+                MODIFY user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL""",
+            f"ALTER TABLE apps MODIFY app VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL",
         ],
     ),
 ]
