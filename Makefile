@@ -85,7 +85,7 @@ test-e2e: deps venv
 	$(VENV)/bin/pytest tests/e2e -q -rs -s -p no:cacheprovider; rc=$$?; $(MAKE) lab-down; exit $$rc
 
 ## test: what CI runs (.ci/run)
-test: lint-py typecheck test-unit test-control lint test-lab test-e2e
+test: lint-py typecheck test-unit test-control lint test-playbooks test-lab test-e2e
 
 clean:
 	rm -rf $(VENV) .dev

@@ -1,6 +1,6 @@
 # mediagrid lab: Makefile fragment, included by the top-level Makefile
 # (or used alone: make -f mk/lab.mk lab). Targets: lab, lab-down, lab-clean,
-# lab-images, lab-verify, lab-vip-takeover, lint, test-lab (test-lab-cluster,
+# lab-images, lab-verify, lab-vip-takeover, lint, test-playbooks, test-lab (test-lab-cluster,
 # test-lab-roles).
 
 LAB_ROOT        := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST))/..)))
@@ -23,7 +23,7 @@ LAB_ENV         := PATH="$(LAB_BIN):$$PATH" ANSIBLE_CONFIG="$(LAB_ROOT)/ansible.
 LAB_PLAYBOOK    := $(LAB_ENV) ansible-playbook -i $(LAB_INVENTORY)
 
 LAB_PHONY := lab lab-host lab-images lab-up lab-converge lab-down lab-clean \
-        lab-vip-takeover lab-verify lint test-lab test-lab-cluster test-lab-roles
+        lab-vip-takeover lab-verify lint test-playbooks test-lab test-lab-cluster test-lab-roles
 .PHONY: $(LAB_PHONY)
 
 # The venv is a file target: built once, rebuilt when requirements change.
@@ -73,6 +73,10 @@ lab-verify: $(LAB_STAMP)
 lint: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) yamllint --strict .
 	cd $(LAB_ROOT) && $(LAB_ENV) ansible-lint --profile production
+
+# The playbooks' own checks that need no lab (the preflight against the example vault).
+test-playbooks: $(LAB_STAMP)
+	cd $(LAB_ROOT) && $(LAB_ENV) pytest -q -p no:cacheprovider tests/playbooks
 
 test-lab-cluster: lab-images $(LAB_STAMP)
 	$(MAKE) -C $(LAB_ROOT) wheels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -14,21 +15,36 @@ from .db import connect
 from .errors import APIError
 
 
+def _secret_from(path: str | None) -> str | None:
+    if path is None:
+        return None
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    secret = text.strip()
+    if len(secret) < 16:
+        raise SystemExit("mediagrid-admin: a secret has 16+ characters")
+    return secret
+
+
 def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     conn = connect(conf)
     try:
         with conn.cursor() as cur:
             if args.action == "create":
-                print(apps.create(cur, args.name, args.secret))
+                print(apps.create(cur, args.name, _secret_from(args.secret_file)))
+                if args.admin:
+                    apps.set_admin(cur, args.name, True)
             elif args.action == "set":
-                # idempotent, for configuration management: secret on stdin, never in argv
+                # idempotent, for configuration management: secret on stdin, never in argv;
+                # the admin flag is what --admin says
                 secret = sys.stdin.readline().strip()
                 if len(secret) < 16:
                     raise SystemExit("mediagrid-admin: app set needs a secret of 16+ chars on stdin")
-                print(apps.put(cur, args.name, secret))
+                said = apps.put(cur, args.name, secret)
+                flagged = apps.set_admin(cur, args.name, args.admin)
+                print("updated" if said == "unchanged" and flagged else said)
             elif args.action == "list":
                 for row in apps.listing(cur):
-                    print(f"{row['app']}\t{row['created']}")
+                    print(f"{row['app']}\t{'admin' if row['admin'] else '-'}\t{row['created']}")
             elif args.action == "delete":
                 apps.delete(cur, args.name)
             elif args.action == "rotate":
@@ -46,7 +62,7 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mediagrid-admin", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mediagrid-admin", description=__doc__, allow_abbrev=False)
     parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sch = sub.add_parser("schema", help="create or upgrade the MariaDB schema")
@@ -58,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         help="rotate: print a new secret, the old one stays valid; retire: the old one ends",
     )
     app.add_argument("name", nargs="?")
-    app.add_argument("--secret", help="set this secret (default: keep or generate one)")
+    app.add_argument(
+        "--secret-file",
+        help="create: read the secret from this file, - for stdin (default: keep or generate one);"
+        " secrets are never taken on the command line",
+    )
+    app.add_argument(
+        "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
+    )
     args = parser.parse_args(argv)
     try:
         conf = config.load(path=args.config)

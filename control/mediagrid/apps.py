@@ -7,7 +7,7 @@ configuration management create, set, list and delete apps through ``mediagrid-a
 from __future__ import annotations
 
 import secrets as _random
-from typing import Any
+from typing import Any, NamedTuple
 
 import pymysql.cursors
 
@@ -24,14 +24,29 @@ def secret(cur: Cursor, app: str) -> str | None:
     return None if row is None else str(row["secret"])
 
 
-def secrets(cur: Cursor, app: str) -> tuple[str, ...] | None:
-    """The secrets the app's credentials may be signed with: the current one, and while a
-    rotation is under way the previous one; None for an unknown app."""
-    cur.execute("SELECT secret, secret2 FROM apps WHERE app = %s", (app,))
+class Credentials(NamedTuple):
+    """What a service needs to check an app: the secrets its credentials may be signed
+    with (the current one, and while a rotation is under way the previous one), and
+    whether it is an admin app (sees the cluster's topology)."""
+
+    secrets: tuple[str, ...]
+    admin: bool = False
+
+
+def credentials(cur: Cursor, app: str) -> Credentials | None:
+    """The app's credentials, or None for an unknown app."""
+    cur.execute("SELECT secret, secret2, admin FROM apps WHERE app = %s", (app,))
     row = cur.fetchone()
     if row is None:
         return None
-    return (str(row["secret"]),) + ((str(row["secret2"]),) if row["secret2"] else ())
+    secrets = (str(row["secret"]),) + ((str(row["secret2"]),) if row["secret2"] else ())
+    return Credentials(secrets, bool(row["admin"]))
+
+
+def set_admin(cur: Cursor, name: str, admin: bool) -> bool:
+    """Make app ``name`` an admin app or not; whether that changed anything."""
+    cur.execute("UPDATE apps SET admin = %s WHERE app = %s AND admin <> %s", (admin, name, admin))
+    return cur.rowcount == 1
 
 
 def rotate(cur: Cursor, name: str) -> str | None:
@@ -74,7 +89,7 @@ def put(cur: Cursor, name: str, new_secret: str) -> str:
 
 
 def listing(cur: Cursor) -> list[dict[str, Any]]:
-    cur.execute("SELECT app, created FROM apps ORDER BY app")
+    cur.execute("SELECT app, admin, created FROM apps ORDER BY app")
     return list(cur.fetchall())
 
 

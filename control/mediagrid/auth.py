@@ -9,6 +9,7 @@ current request and the app secrets in MariaDB.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 import time
@@ -35,14 +36,14 @@ from .web import settings
 
 
 class AppSecrets:
-    """App secrets read from MariaDB (one, or two while one is rotated), cached per
-    process for a few seconds."""
+    """App credentials read from MariaDB (secrets: one, or two while one is rotated; the
+    admin flag), cached per process for a few seconds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, tuple[str, ...] | None]] = {}
+        self._cache: dict[str, tuple[float, apps.Credentials | None]] = {}
 
-    def get(self, app: str) -> tuple[str, ...] | None:
+    def get(self, app: str) -> apps.Credentials | None:
         ttl = settings().app_cache_ttl
         now = time.monotonic()
         with self._lock:
@@ -52,7 +53,7 @@ class AppSecrets:
         from .db import get_db
 
         with get_db().cursor() as cur:
-            secret = apps.secrets(cur, app)
+            secret = apps.credentials(cur, app)
         with self._lock:
             if len(self._cache) > 10000:
                 self._cache.clear()
@@ -98,13 +99,17 @@ def _check_time(ts: str) -> None:
         raise APIError(401, "expired_signature", "request timestamp is outside the allowed skew")
 
 
+# Stands in for an unknown app's secret, so that an unknown app costs the same work and
+# gets the same answer as a wrong signature: app names cannot be enumerated.
+_NO_SUCH_APP = (os.urandom(32).hex(),)
+
+
 def _signed_by(app: str, given: str, expected: Callable[[str], str]) -> bool:
     """Whether ``given`` is ``expected(secret)`` for one of the app's secrets (two while
-    one is rotated)."""
-    secrets = _secrets.get(app)
-    if secrets is None:
-        raise APIError(401, "unknown_app", f"unknown app {app!r}")
-    return any(_equal(given, expected(secret)) for secret in secrets)
+    one is rotated); for an unknown app, False, as for a wrong signature."""
+    creds = _secrets.get(app)
+    secrets = _NO_SUCH_APP if creds is None else creds.secrets
+    return any(_equal(given, expected(secret)) for secret in secrets) and creds is not None
 
 
 APP_WIDE = Scope()
@@ -264,6 +269,18 @@ def authenticate_node() -> str:
     if not _equal(request.headers.get("X-MG-Signature", ""), sign(secret, text)):
         raise APIError(401, "bad_cluster_signature", "cluster signature does not match")
     return node
+
+
+def require_admin() -> str:
+    """Cluster-wide views (the topology): a node, or an app flagged admin
+    (``mediagrid-admin app create NAME --admin``); any other app is 403."""
+    if request.headers.get("X-MG-Node"):
+        return "node:" + authenticate_node()
+    app = authenticate_app()
+    creds = _secrets.get(app)
+    if creds is None or not creds.admin:
+        raise APIError(403, "forbidden", "only admin credentials see the cluster's topology")
+    return app
 
 
 def authenticate_any() -> str:

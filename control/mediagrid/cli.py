@@ -40,9 +40,15 @@ def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
             conf[key] = env[f"MEDIAGRID_{key.upper()}"]
         if getattr(args, key, None):
             conf[key] = getattr(args, key)
+    # A secret is never taken on the command line (other users see it in ps, shells keep
+    # it in their history): a file, stdin (-), the environment or client.toml.
+    if getattr(args, "secret_file", None):
+        conf["secret"] = (
+            sys.stdin.read() if args.secret_file == "-" else Path(args.secret_file).read_text()
+        ).strip()
     if not conf["app"] or not conf["secret"]:
         raise SystemExit(
-            "mediagrid: set the app and its secret (--app/--secret, MEDIAGRID_APP/"
+            "mediagrid: set the app and its secret (--app/--secret-file, MEDIAGRID_APP/"
             "MEDIAGRID_SECRET or a client.toml)"
         )
     try:
@@ -163,11 +169,12 @@ def cmd_token(c: Client, a: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mediagrid", description="mediagrid client")
+    # no abbreviations: "--secret s" must not pass for "--secret-file s"
+    p = argparse.ArgumentParser(prog="mediagrid", description="mediagrid client", allow_abbrev=False)
     p.add_argument("--config", help="client TOML file")
     p.add_argument("--url", help="cluster address (tracker VIP / front nginx)")
     p.add_argument("--app", help="app (tenant) name")
-    p.add_argument("--secret", help="app secret")
+    p.add_argument("--secret-file", dest="secret_file", help="file holding the app secret (- for stdin)")
     p.add_argument("--url-ttl", dest="url_ttl", type=int, help="default playback URL lifetime, s")
     sub = p.add_subparsers(dest="cmd", required=True)
 

@@ -60,7 +60,6 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("expired_token", 401, "a token past its expiry"),
     ErrorCode("token_too_long", 401, "a token expiring more than `TOKEN_MAX_TTL` ahead"),
     ErrorCode("replayed_signature", 401, "a signed request sent again (each signature is accepted once)"),
-    ErrorCode("unknown_app", 401, "an app the cluster does not know"),
     ErrorCode("bad_cluster_signature", 401, "a node request not signed with the cluster secret"),
     ErrorCode(
         "out_of_scope",

@@ -15,6 +15,7 @@ from .db import connect, one
 FILE_ID_LENGTH = 200
 # App, user and file id compare as bytes, as they do in paths, URLs and the CLI.
 NAME_COLLATION = "utf8mb4_bin"
+_NAME = f"CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL"
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -90,15 +91,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # utf8mb4_unicode_ci, A.txt collided with a.txt and user Bob read bob's list.
             # MODIFY rebuilds the tables in place (files is re-partitioned by its key).
             f"""ALTER TABLE files
-                MODIFY app VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL,
-                MODIFY user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL,
-                MODIFY file_id VARCHAR({FILE_ID_LENGTH}) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL""",
+                MODIFY app VARCHAR(64) {_NAME},
+                MODIFY user VARCHAR(128) {_NAME},
+                MODIFY file_id VARCHAR({FILE_ID_LENGTH}) {_NAME}""",
             "ALTER TABLE files ADD INDEX IF NOT EXISTS files_sid (sid)",
             f"""ALTER TABLE routes
-                MODIFY app VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL,
-                MODIFY user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL""",
-            f"ALTER TABLE apps MODIFY app VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {NAME_COLLATION} NOT NULL",
+                MODIFY app VARCHAR(64) {_NAME},
+                MODIFY user VARCHAR(128) {_NAME}""",
+            f"ALTER TABLE apps MODIFY app VARCHAR(64) {_NAME}",
         ],
+    ),
+    (
+        6,
+        "admin apps (see the cluster's topology)",
+        ["ALTER TABLE apps ADD COLUMN IF NOT EXISTS admin BOOLEAN NOT NULL DEFAULT FALSE"],
     ),
 ]
 

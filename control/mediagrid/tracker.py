@@ -103,8 +103,8 @@ def storages() -> ResponseReturnValue:
 @bp.get("/api/v1/groups")
 @api.validate(resp=answers(HTTP_200=Groups))
 def groups() -> ResponseReturnValue:
-    """Every group with members, states, capacity, heartbeat age."""
-    auth.authenticate_any()
+    """Every group with members, states, capacity, heartbeat age (admin credentials)."""
+    auth.require_admin()
     now = time.time()
     table = _table()
     return jsonify(

@@ -21,16 +21,13 @@ from .test_bad_input import _err, _leftovers, _rows
 pytestmark = pytest.mark.integration
 
 
-def _states(client: Client) -> dict[str, str]:
-    return {m["node_id"]: m["state"] for g in client.groups()["groups"] for m in g["members"]}
-
-
 def _states_on(cluster: DevCluster, tracker: int) -> dict[str, str]:
+    """Every node's state as one tracker sees it (the topology: admin credentials)."""
     path = "/api/v1/groups"
     resp = requests.get(
         cluster.tracker_url(tracker) + path,
         timeout=5,
-        headers=signed_headers("demo", cluster.app_secret, "GET", path),
+        headers=signed_headers(cluster.admin_app, cluster.admin_secret, "GET", path),
     )
     return {m["node_id"]: m["state"] for g in resp.json()["groups"] for m in g["members"]}
 
@@ -63,7 +60,7 @@ def test_stopped_storage_goes_offline_and_peer_takes_uploads(
         for svc in cluster.node_services(first):
             cluster.start_service(svc)
     cluster.wait_active(4, 15)
-    assert _states(client)[first] == "ACTIVE"
+    assert _states_on(cluster, 0)[first] == "ACTIVE"
 
 
 def test_whole_group_down_is_503(cluster: DevCluster, client: Client, tmp_path: Path) -> None:

@@ -224,7 +224,7 @@ def test_ids_are_unique_across_workers_and_restarts(cluster: DevCluster, client:
 
 
 def test_groups_health_openapi_and_cli(cluster: DevCluster, tmp_path: Path) -> None:
-    token = Client(cluster.url, cluster.app, cluster.app_secret).token()
+    token = Client(cluster.url, cluster.admin_app, cluster.admin_secret).token()
     groups = requests.get(
         cluster.url + "/api/v1/groups", headers={"Authorization": f"Bearer {token}"}, timeout=5
     ).json()["groups"]
@@ -259,7 +259,11 @@ def test_groups_health_openapi_and_cli(cluster: DevCluster, tmp_path: Path) -> N
         capture_output=True,
     )
     assert dst.read_bytes() == src.read_bytes()
-    table = subprocess.run([*cli, "cluster"], env=env, capture_output=True, text=True, check=True).stdout
+    # the topology is for admin apps: the demo app is refused, the cluster's ops app sees it
+    refused = subprocess.run([*cli, "cluster"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "forbidden" in refused.stderr
+    ops = {**env, "MEDIAGRID_APP": cluster.admin_app, "MEDIAGRID_SECRET": cluster.admin_secret}
+    table = subprocess.run([*cli, "cluster"], env=ops, capture_output=True, text=True, check=True).stdout
     assert table.count("ACTIVE") >= 4
     subprocess.run([*cli, "rm", "cli.bin", "--user", "gina"], env=env, check=True, capture_output=True)
     missing = subprocess.run(

@@ -96,9 +96,10 @@ def test_unsigned_mint_is_refused(cluster: DevCluster, stored: tuple[str, bytes]
 def test_cli_prints_a_direct_link(cluster: DevCluster, stored: tuple[str, bytes]) -> None:
     file_id, data = stored
     argv = [sys.executable, "-m", "mediagrid.cli", "--url", cluster.url, "--app", "demo"]
-    # "--secret=": a generated secret may begin with "-", which argparse takes for an option
-    argv += [f"--secret={cluster.app_secret}", "url", "--user", "links", "--direct", file_id]
-    url = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    argv += ["--secret-file", "-", "url", "--user", "links", "--direct", file_id]
+    url = subprocess.run(
+        argv, input=cluster.app_secret, check=True, capture_output=True, text=True, timeout=30
+    ).stdout.strip()
     assert "/d/" in url and requests.get(url, timeout=5).content == data
 
 

@@ -88,7 +88,21 @@ def test_secrets_stay_out_of_the_settings_repr() -> None:
 def test_the_cli_checks_its_url_ttl_at_start() -> None:
     from mediagrid import cli
 
-    args = cli.parser().parse_args(["--app", "demo", "--secret", "s", "token"])
-    assert cli.settings(args, {"MEDIAGRID_URL_TTL": "60"})["url_ttl"] == 60
+    args = cli.parser().parse_args(["--app", "demo", "token"])
+    env = {"MEDIAGRID_SECRET": "s"}
+    assert cli.settings(args, {**env, "MEDIAGRID_URL_TTL": "60"})["url_ttl"] == 60
     with pytest.raises(SystemExit, match=r"url_ttl .* must be whole seconds, got 'soon'"):
-        cli.settings(args, {"MEDIAGRID_URL_TTL": "soon"})
+        cli.settings(args, {**env, "MEDIAGRID_URL_TTL": "soon"})
+
+
+def test_the_cli_takes_no_secret_on_its_command_line(tmp_path: Path) -> None:
+    """Issue 11, item 16: a secret in argv is visible to every user (ps) and in shell
+    history; the CLI reads it from a file or stdin instead."""
+    from mediagrid import cli
+
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--app", "demo", "--secret", "s", "token"])
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    args = cli.parser().parse_args(["--app", "demo", "--secret-file", str(secret), "token"])
+    assert cli.settings(args, {})["secret"] == "from-a-file"

@@ -25,6 +25,17 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("LAB_NET_PREFIX", "10.77.0")
 CLIENT_CONF = Path(os.environ.get("MEDIAGRID_LAB_CLIENT_CONFIG", ROOT / "build" / "lab" / "client.toml"))
 GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
+# The lab's admin app (sees the topology, /api/v1/groups): inventory/lab/group_vars/all/.
+ADMIN_APP = "ops"
+LAB_VAULT = ROOT / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
+
+
+def admin_secret() -> str:
+    """The lab's admin app secret (LAB ONLY, in plain text in the lab inventory)."""
+    for line in LAB_VAULT.read_text().splitlines():
+        if line.startswith("vault_mediagrid_ops_secret:"):
+            return line.split(":", 1)[1].strip()
+    raise LookupError(f"no vault_mediagrid_ops_secret in {LAB_VAULT}")
 
 
 def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
@@ -50,8 +61,12 @@ class Lab:
     def client(self) -> Client:
         return Client(self.url, self.app, self.secret, timeout=60)
 
+    def admin(self) -> Client:
+        """The admin app's client: the topology (groups) is for admin apps only."""
+        return Client(self.url, ADMIN_APP, admin_secret(), timeout=60)
+
     def states(self) -> dict[str, str]:
-        body = self.client().groups()
+        body = self.admin().groups()
         return {m["node_id"]: m["state"] for g in body["groups"] for m in g["members"]}
 
     def wait_states(self, want: dict[str, str], timeout: float) -> float:

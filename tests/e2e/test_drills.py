@@ -539,7 +539,7 @@ def test_drill7_fill_group_to_reserve(lab: Lab, tmp_path: Path) -> None:
 
         def group_full() -> bool:
             """The tracker's view: less room left than one more upload needs."""
-            group = next(g for g in client.groups()["groups"] if g["name"] == full)
+            group = next(g for g in lab.admin().groups()["groups"] if g["name"] == full)
             return group["free"] < filler.stat().st_size
 
         wait_until("the tracker sees the group full", group_full, 10)
@@ -561,7 +561,7 @@ def test_drill7_fill_group_to_reserve(lab: Lab, tmp_path: Path) -> None:
         def as_free_as_before() -> bool:
             """The tracker has the deployed reserve again: new users may land in the group
             (the groups share one disk here, so they are about as free as each other)."""
-            free = {g["name"]: g["free"] for g in client.groups()["groups"]}
+            free = {g["name"]: g["free"] for g in lab.admin().groups()["groups"]}
             return free[full] >= 0.97 * free[other]
 
         wait_until("the group is back in the assignment", as_free_as_before, 15)

@@ -15,7 +15,7 @@ import requests
 from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
 
-from .conftest import GROUPS, PREFIX, Lab, docker, sha256, sql
+from .conftest import ADMIN_APP, GROUPS, PREFIX, Lab, admin_secret, docker, sha256, sql
 
 RUN = uuid.uuid4().hex[:6]  # users of this run: the suite can run again on the same lab
 ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
@@ -246,14 +246,14 @@ def test_tenants_cannot_see_each_other(lab: Lab, client: Client, tmp_path: Path)
 
 
 def test_groups_and_cluster_show_reality(lab: Lab, cli_env: dict[str, str]) -> None:
-    body = lab.client().groups()
+    body = lab.admin().groups()
     assert {g["name"]: sorted(m["node_id"] for m in g["members"]) for g in body["groups"]} == GROUPS
     assert all(
         m["state"] == "ACTIVE" and m["last_heartbeat_age"] < 5 for g in body["groups"] for m in g["members"]
     )
     table = subprocess.run(
         [sys.executable, "-m", "mediagrid.cli", "cluster"],
-        env=cli_env,
+        env={**cli_env, "MEDIAGRID_APP": ADMIN_APP, "MEDIAGRID_SECRET": admin_secret()},
         capture_output=True,
         text=True,
         check=True,

@@ -31,6 +31,7 @@ from .services import Service, gunicorn
 
 GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
 APP = "demo"
+ADMIN_APP = "ops"
 
 
 @dataclass
@@ -72,6 +73,9 @@ class DevCluster:
         self.link_key = secrets.token_urlsafe(24)
         self.app = APP
         self.app_secret = ""
+        # an admin app (sees the topology, /api/v1/groups), as `app create ops --admin`
+        self.admin_app = ADMIN_APP
+        self.admin_secret = ""
         self.python = sys.executable
 
     # -- addresses ------------------------------------------------------------------------
@@ -110,12 +114,13 @@ class DevCluster:
         """A connection to the cluster's database as the application user (dict rows)."""
         return connect(self.db_conf)
 
-    def add_app(self, app: str) -> str:
+    def add_app(self, app: str, admin: bool = False) -> str:
         """A new app (tenant) with a fresh secret, as ``mediagrid-admin app create`` makes it."""
         conn = self.db()
         try:
             with conn.cursor() as cur:
                 secret = apps.create(cur, app, secrets.token_urlsafe(32))
+                apps.set_admin(cur, app, admin)
             conn.commit()
         finally:
             conn.close()
@@ -216,6 +221,7 @@ class DevCluster:
             self.mariadb.wait()
             self.mariadb.bootstrap(self.db_conf)
             self.app_secret = self.add_app(self.app)
+            self.admin_secret = self.add_app(self.admin_app, admin=True)
             # services, then the nginx in front of them, then the agents that heartbeat
             order = sorted(self.services, key=lambda n: (n.startswith("agent-"), n.startswith("nginx-")))
             for name in order:
@@ -235,7 +241,7 @@ class DevCluster:
         while time.monotonic() < deadline:
             ok = True
             for i in range(len(self.tracker_ports)):
-                headers = signed_headers(self.app, self.app_secret, "GET", "/api/v1/groups")
+                headers = signed_headers(self.admin_app, self.admin_secret, "GET", "/api/v1/groups")
                 try:
                     body = requests.get(
                         self.tracker_url(i) + "/api/v1/groups", headers=headers, timeout=2

@@ -16,10 +16,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from mediagrid import auth, gateway, idservice, signing, storage, tracker
+from mediagrid import apps, auth, gateway, idservice, signing, storage, tracker
 
 APP = "demo"
-SECRETS = {APP: "demo-secret", "other": "other-secret"}
+ADMIN = "ops"  # an admin app (sees the topology)
+SECRETS = {APP: "demo-secret", "other": "other-secret", ADMIN: "ops-secret"}
 CLUSTER_SECRET = "cluster-secret"
 REPORT: dict[str, Any] = {
     "node_id": "s1",
@@ -40,7 +41,11 @@ def token(app: str = APP) -> dict[str, str]:
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(auth._secrets, "get", lambda app: (SECRETS[app],) if app in SECRETS else None)
+    monkeypatch.setattr(
+        auth._secrets,
+        "get",
+        lambda app: apps.Credentials((SECRETS[app],), app == ADMIN) if app in SECRETS else None,
+    )
     seen: set[str] = set()  # the signatures MariaDB's seen_signatures would hold
 
     def first(sig: str, expires: int) -> bool:

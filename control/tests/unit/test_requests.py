@@ -12,11 +12,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from mediagrid import auth, cli, signing
+from mediagrid import apps, auth, cli, signing
 from mediagrid.client import Client, MediagridError
 from mediagrid.contract import Report
 
-from .conftest import APP, CLUSTER_SECRET, REPORT, SECRETS, token
+from .conftest import ADMIN, APP, CLUSTER_SECRET, REPORT, SECRETS, token
 
 
 def expect(resp: TestResponse, status: int, code: str) -> None:
@@ -273,7 +273,9 @@ def test_two_secrets_are_valid_during_a_rotation(
 ) -> None:
     """Item 7: while an app's secret is rotated both verify (tokens, signatures, URLs)."""
     monkeypatch.setattr(
-        auth._secrets, "get", lambda app: ("new-secret", SECRETS[APP]) if app == APP else None
+        auth._secrets,
+        "get",
+        lambda app: apps.Credentials(("new-secret", SECRETS[APP])) if app == APP else None,
     )
     url, q = "/api/v1/storages", {"app": APP, "user": "u1"}
     for secret in ("new-secret", SECRETS[APP]):
@@ -281,3 +283,33 @@ def test_two_secrets_are_valid_during_a_rotation(
         signed = signing.signed_headers(APP, secret, "GET", url, q)
         assert client.get(url, query_string=q, headers=signed).status_code != 401
     expect(client.get(url, query_string=q, headers=_token(secret="retired")), 401, "bad_token")
+
+
+def test_unknown_app_is_answered_as_a_wrong_signature(client: FlaskClient) -> None:
+    """Item 16: `unknown_app` told an attacker which app names exist; an unknown app now
+    gets the very answer of a wrong secret, for signed requests and for tokens."""
+    url = "/api/v1/storages"
+    answers = []
+    for app in ("ghost", APP):
+        q = {"app": app, "user": "u1"}
+        resp = client.get(url, query_string=q, headers=signing.signed_headers(app, "wrong", "GET", url, q))
+        expect(resp, 401, "bad_signature")
+        answers.append(resp.get_json())
+    assert answers[0] == answers[1]
+    answers = []
+    for app in ("ghost", APP):
+        bearer = signing.make_token(app, "wrong", int(time.time()) + 600)
+        q = {"app": app, "user": "u1"}
+        resp = client.get(url, query_string=q, headers={"Authorization": f"Bearer {bearer}"})
+        expect(resp, 401, "bad_token")
+        answers.append(resp.get_json())
+    assert answers[0] == answers[1]
+
+
+def test_topology_only_for_admin_credentials(client: FlaskClient) -> None:
+    """Item 16: any app's token listed every node, address and capacity; now only an
+    admin app (or a node) sees /api/v1/groups."""
+    expect(client.get("/api/v1/groups", headers=token(APP)), 403, "forbidden")
+    assert client.get("/api/v1/groups", headers=token(ADMIN)).status_code == 200
+    node = signing.signed_headers("s1", CLUSTER_SECRET, "GET", "/api/v1/groups", cluster=True)
+    assert client.get("/api/v1/groups", headers=node).status_code == 200
