@@ -1,4 +1,5 @@
-"""``mediagrid-admin``: schema create/upgrade and app (tenant) management."""
+"""``mediagrid-admin``: schema create/upgrade, app (tenant) management, and rebuilding the
+files table from the volumes after a restore."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pymysql
 
-from . import apps, config, schema
+from . import apps, config, rebuild, schema
 from .db import connect
 from .errors import APIError
 
@@ -61,6 +62,20 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def _rebuild_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
+    if not Path(args.data_dir).is_dir():
+        raise SystemExit(f"mediagrid-admin: {args.data_dir} is not a directory")
+    conn = connect(conf)
+    try:
+        counts = rebuild.rebuild(
+            conn, args.data_dir, args.group, conf["ID_SEGMENT_NAME"], conf["ID_SEGMENT_STEP"], args.dry_run
+        )
+    finally:
+        conn.close()
+    print(" ".join(f"{key}={counts[key]}" for key in sorted(counts)) + (" (dry run)" if args.dry_run else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mediagrid-admin", description=__doc__, allow_abbrev=False)
     parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
@@ -82,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument(
         "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
     )
+    reb = sub.add_parser(
+        "rebuild", help="put back the files rows a restored database lacks, from a group volume"
+    )
+    reb.add_argument("--group", required=True, help="the storage group whose volume this is")
+    reb.add_argument("--data-dir", required=True, help="where the group volume is mounted")
+    reb.add_argument("--dry-run", action="store_true", help="count what would be put back; change nothing")
     args = parser.parse_args(argv)
     try:
         conf = config.load(path=args.config)
@@ -94,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(schema.version(conf))
             return 0
+        if args.cmd == "rebuild":
+            return _rebuild_cmd(conf, args)
         if args.action != "list" and not args.name:
             parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)

@@ -94,6 +94,13 @@ def recorded(app: str, user: str, file_id: str, sid: int) -> bool:
     return row is not None and int(row["sid"]) == sid
 
 
+def sid_of(cur: Any, app: str, user: str, file_id: str) -> int | None:
+    """The storage id the file's row names now, or None without a row."""
+    cur.execute("SELECT sid FROM files WHERE app = %s AND user = %s AND file_id = %s", (app, user, file_id))
+    row = cur.fetchone()
+    return None if row is None else int(row["sid"])
+
+
 def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | None:
     """Inside the transaction of an overwrite: lock and delete the file's row; return its
     path, or None if there was no such file. A file of another group is not ours to replace."""

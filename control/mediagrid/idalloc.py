@@ -47,6 +47,16 @@ def issued(cur: Any, name: str) -> int | None:
     return None if row is None else int(row["max_id"])
 
 
+def raise_to(cur: Any, name: str, at_least: int, step: int) -> None:
+    """Make the segment's next reservations start above ``at_least`` (ids the database
+    never reserved, found in use: a database restored from an older backup)."""
+    cur.execute(
+        "INSERT INTO id_segments (name, max_id, step) VALUES (%s, %s, %s)"
+        " ON DUPLICATE KEY UPDATE max_id = GREATEST(max_id, VALUES(max_id))",
+        (name, at_least, step),
+    )
+
+
 def reserve_segment(conf: Mapping[str, Any], name: str, step: int) -> tuple[int, int]:
     """Reserve ids ``lo..hi`` (inclusive) for ``name``; the segment row is made on first use.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from .assign import resolve
 from .db import get_db, one, transaction
@@ -43,6 +44,11 @@ def lookup(app: str, user: str) -> str | None:
     return row["grp"] if row else None
 
 
+def insert(cur: Any, app: str, user: str, group: str) -> None:
+    """Route the user to ``group`` unless it already has a route (two trackers may race)."""
+    cur.execute("INSERT IGNORE INTO routes (app, user, grp) VALUES (%s, %s, %s)", (app, user, group))
+
+
 def group_for(app: str, user: str, groups: Sequence[Group], cache: RouteCache) -> str:
     """The user's group, assigning one among the writable groups if the user is new."""
     key = (app, user)
@@ -56,10 +62,7 @@ def group_for(app: str, user: str, groups: Sequence[Group], cache: RouteCache) -
             raise APIError(503, "no_writable_group", "no storage group can take new users now")
         choice = resolve(settings().assign_strategy)(writable, app, user)
         with transaction() as cur:
-            cur.execute(
-                "INSERT IGNORE INTO routes (app, user, grp) VALUES (%s, %s, %s)",
-                (app, user, choice),
-            )
+            insert(cur, app, user, choice)
             cur.execute("SELECT grp FROM routes WHERE app = %s AND user = %s", (app, user))
             group = one(cur)["grp"]
     cache.put(key, group)

@@ -15,6 +15,7 @@ import os
 import queue
 import secrets
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import APIError
@@ -133,10 +134,14 @@ class Spool:
     def temporary(cls, root: Path, limit: int) -> Spool:
         return cls(root / TMP_DIR / f"{secrets.token_hex(12)}.part", limit)
 
-    def commit(self, final: Path) -> None:
-        """fsync, then (a temporary) rename into place: the file appears whole or not at all."""
+    def commit(self, final: Path, attrs: Callable[[], Mapping[str, bytes]] | None = None) -> None:
+        """fsync, then (a temporary) rename into place: the file appears whole or not at all.
+        ``attrs`` (asked once the whole body is in, so it may use the digest) gives extended
+        attributes set on the file before its fsync."""
         self._drain()
         self._raise_error()
+        for name, value in (attrs() if attrs else {}).items():
+            os.setxattr(self.fd, name, value)
         os.fsync(self.fd)
         os.close(self.fd)
         self.closed = True

@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, inflight, names, volume
+from . import auth, files, identity, inflight, names, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import CommitUnknown, get_db, transaction
 from .errors import APIError
@@ -200,6 +200,13 @@ def _receive_raw(up: _Upload, file_id: str | None) -> None:
     _stream_body(up.spool)
 
 
+def _identity(app: str, user: str, up: _Upload, spool: Spool) -> identity.Identity:
+    """Who the stored object is, kept with it (``identity``): what rebuilds its row."""
+    conf = settings()
+    sha = spool.sha.hexdigest()
+    return identity.Identity(app, user, up.file_id, up.sid, conf.group, spool.size, sha, up.ctype)
+
+
 def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> str | None:
     """Insert the row; on overwrite replace it. Returns the replaced file's path if any.
 
@@ -274,7 +281,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         assert up.spool is not None  # both receivers set it or raise
         spool = up.spool
         up.final = _data_dir() / up.rel
-        spool.commit(up.final)
+        spool.commit(up.final, lambda: identity.attrs(_identity(app, user, up, spool)))
         auth.check_content(spool.sha.hexdigest())  # complete once committed; before any row
         replaced = _record(app, user, up, spool, overwrite)
     except BaseException as err:
