@@ -11,7 +11,7 @@ from typing import Any
 
 import pymysql
 
-from . import apps, config, rebuild, schema
+from . import apps, config, quotas, rebuild, schema
 from .db import connect
 from .errors import APIError
 
@@ -54,6 +54,22 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
                 if new_secret is None:
                     raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
                 print(new_secret)
+            elif args.action == "quota":
+                state = quotas.usage(cur, args.name)
+                if state is None:
+                    raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+                if args.max_bytes is not None or args.max_files is not None or args.unlimited:
+                    limits = (
+                        (None, None)
+                        if args.unlimited
+                        else (
+                            state["quota_bytes"] if args.max_bytes is None else args.max_bytes,
+                            state["quota_files"] if args.max_files is None else args.max_files,
+                        )
+                    )
+                    quotas.set_quota(cur, args.name, *limits)
+                    state = quotas.usage(cur, args.name) or state
+                print(" ".join(f"{k}={'unlimited' if state[k] is None else state[k]}" for k in sorted(state)))
             elif args.action == "retire":
                 print("retired" if apps.retire(cur, args.name) else "nothing to retire")
         conn.commit()
@@ -85,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     app = sub.add_parser("app", help="manage apps (tenants)")
     app.add_argument(
         "action",
-        choices=["create", "set", "list", "delete", "rotate", "retire"],
-        help="rotate: print a new secret, the old one stays valid; retire: the old one ends",
+        choices=["create", "set", "list", "delete", "rotate", "retire", "quota"],
+        help="rotate: print a new secret, the old one stays valid; retire: the old one ends;"
+        " quota: show (or set with --max-bytes/--max-files/--unlimited) the app's quota and usage",
     )
     app.add_argument("name", nargs="?")
     app.add_argument(
@@ -94,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         help="create: read the secret from this file, - for stdin (default: keep or generate one);"
         " secrets are never taken on the command line",
     )
+    app.add_argument(
+        "--max-bytes", type=int, help="quota: bytes the app may store (the other limit: unchanged)"
+    )
+    app.add_argument("--max-files", type=int, help="quota: files the app may store")
+    app.add_argument("--unlimited", action="store_true", help="quota: no limits")
     app.add_argument(
         "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
     )

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pymysql
 from flask import Response, request
 
-from . import names
+from . import names, quotas
 from .db import get_db, sids_in, transaction
 from .errors import APIError
 from .schema import FILE_ID_LENGTH
@@ -41,6 +41,12 @@ def _first(sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
 def exists(app: str, user: str, file_id: str) -> bool:
     sql = "SELECT 1 FROM files WHERE app = %s AND user = %s AND file_id = %s"
     return _first(sql, (app, user, file_id)) is not None
+
+
+def size_of(app: str, user: str, file_id: str) -> int | None:
+    """The file's size, or None if there is no such file."""
+    row = _first("SELECT size FROM files WHERE app = %s AND user = %s AND file_id = %s", (app, user, file_id))
+    return None if row is None else int(row["size"])
 
 
 def get(app: str, user: str, file_id: str) -> dict[str, Any]:
@@ -105,7 +111,7 @@ def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | 
     """Inside the transaction of an overwrite: lock and delete the file's row; return its
     path, or None if there was no such file. A file of another group is not ours to replace."""
     cur.execute(
-        "SELECT grp, path FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
+        "SELECT grp, path, size FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
         (app, user, file_id),
     )
     old = cur.fetchone()
@@ -117,6 +123,7 @@ def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | 
         "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s",
         (app, user, file_id),
     )
+    quotas.change(cur, app, -int(old["size"]), -1)
     return str(old["path"])
 
 
@@ -141,16 +148,25 @@ def insert(
         )
     except pymysql.err.IntegrityError:
         raise APIError(409, "file_exists", "a file with this id exists") from None
+    quotas.change(cur, app, size, 1)
 
 
 def delete(app: str, user: str, file_id: str, sid: int) -> bool:
     """Delete this very upload of the file (its storage id): False if it is gone or replaced."""
     with transaction() as cur:
         cur.execute(
+            "SELECT size FROM files WHERE app = %s AND user = %s AND file_id = %s AND sid = %s FOR UPDATE",
+            (app, user, file_id, sid),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return False
+        cur.execute(
             "DELETE FROM files WHERE app = %s AND user = %s AND file_id = %s AND sid = %s",
             (app, user, file_id, sid),
         )
-        return bool(cur.rowcount == 1)
+        quotas.change(cur, app, -int(row["size"]), -1)
+        return True
 
 
 def referenced(cur: Any, sids: Sequence[int]) -> set[int]:

@@ -106,6 +106,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "admin apps (see the cluster's topology)",
         ["ALTER TABLE apps ADD COLUMN IF NOT EXISTS admin BOOLEAN NOT NULL DEFAULT FALSE"],
     ),
+    (
+        7,
+        "per-app quotas (bytes, files) and usage",
+        [
+            "ALTER TABLE apps ADD COLUMN IF NOT EXISTS quota_bytes BIGINT UNSIGNED NULL,"
+            " ADD COLUMN IF NOT EXISTS quota_files BIGINT UNSIGNED NULL",
+            f"""CREATE TABLE IF NOT EXISTS app_usage (
+                app VARCHAR(64) {_NAME} PRIMARY KEY,
+                bytes BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                files BIGINT UNSIGNED NOT NULL DEFAULT 0
+            ) ENGINE=InnoDB""",
+            # what is stored already counts (an existing cluster upgraded)
+            """INSERT INTO app_usage (app, bytes, files)
+            SELECT app, SUM(size), COUNT(*) FROM files GROUP BY app
+            ON DUPLICATE KEY UPDATE bytes = VALUES(bytes), files = VALUES(files)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, identity, inflight, names, volume
+from . import auth, files, identity, inflight, names, quotas, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import CommitUnknown, get_db, transaction
 from .errors import APIError
@@ -224,6 +224,7 @@ def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> 
             files.insert(
                 cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
             )
+            quotas.enforce(cur, app)
     except CommitUnknown as lost:
         try:
             committed = files.recorded(app, user, up.file_id, up.sid)
@@ -271,6 +272,12 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
     overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
     if file_id is not None:
         _check_new_id(app, user, file_id, overwrite, "a file with this id exists; pass overwrite=1")
+    try:
+        replaces = files.size_of(app, user, file_id) if overwrite and file_id is not None else None
+        quotas.precheck(app, request.content_length, replaces)
+    except APIError:
+        _drain_body()  # so the refusal reaches a client still sending
+        raise
     ids: IdClient = current_app.extensions["mediagrid_idclient"]
     up = _Upload(ids.take())
     try:
