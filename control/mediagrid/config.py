@@ -74,7 +74,11 @@ class Settings:
     node_id: str = ""
     data_dir: str = ""
     public_url: str = ""
-    reserve_bytes: int = field(default=0, metadata=_not_negative())
+    # Free space a node keeps on its group volume: uploads that would eat into it get 507.
+    reserve_bytes: int = field(default=2**30, metadata=_not_negative())
+    # The largest upload body the shim takes (413 file_too_large beyond); the storage
+    # nginx's client_max_body_size is set from the same value by the roles.
+    max_upload_bytes: int = field(default=64 * 2**30, metadata=_positive())
     id_service_urls: list[str] = field(default_factory=list)
     id_prefetch: int = field(default=100, metadata=_positive())
     upload_chunk: int = field(default=1048576, metadata=_positive())

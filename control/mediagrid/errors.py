@@ -50,6 +50,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("wrong_group", 421, "a download or delete sent to a node of another group"),
     ErrorCode("insufficient_storage", 507, "the group is at its free-space reserve"),
     ErrorCode("quota_exceeded", 507, "the upload would take the app past its quota of bytes or files"),
+    ErrorCode("file_too_large", 413, "an upload body larger than `MAX_UPLOAD_BYTES`"),
     ErrorCode("storage_unavailable", 503, "the storage node cannot write to its group volume"),
     # authentication (mediagrid.auth)
     ErrorCode("missing_credentials", 401, "neither a signature nor a token"),

@@ -45,7 +45,7 @@ class Spool:
     replicated GlusterFS volume cost more than the create and write of a small file.
     """
 
-    def __init__(self, path: Path, limit: int, in_place: bool = False) -> None:
+    def __init__(self, path: Path, limit: int, in_place: bool = False, max_size: int | None = None) -> None:
         # Every metadata call is a round trip to each brick on a GlusterFS volume: create the
         # file readable by nginx (0644 under the services' umask) in one call, and make the
         # directory only when it is missing.
@@ -62,6 +62,7 @@ class Spool:
         self.sha = hashlib.sha256()
         self.size = 0
         self.limit = limit  # bytes the volume may take before hitting the reserve
+        self.max_size = max_size  # the largest upload taken (MAX_UPLOAD_BYTES)
         self._written = 0
         self._synced = 0
         self._queue: queue.Queue[bytes | None] | None = None
@@ -96,6 +97,8 @@ class Spool:
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
+        if self.max_size is not None and self.size > self.max_size:
+            raise APIError(413, "file_too_large", f"an upload may hold at most {self.max_size} bytes")
         if self.size > self.limit:
             raise APIError(507, "insufficient_storage", "the group is at its space reserve")
         self._raise_error()
@@ -131,8 +134,8 @@ class Spool:
 
     # -- finishing ------------------------------------------------------------------------
     @classmethod
-    def temporary(cls, root: Path, limit: int) -> Spool:
-        return cls(root / TMP_DIR / f"{secrets.token_hex(12)}.part", limit)
+    def temporary(cls, root: Path, limit: int, max_size: int | None = None) -> Spool:
+        return cls(root / TMP_DIR / f"{secrets.token_hex(12)}.part", limit, max_size=max_size)
 
     def commit(self, final: Path, attrs: Callable[[], Mapping[str, bytes]] | None = None) -> None:
         """fsync, then (a temporary) rename into place: the file appears whole or not at all.

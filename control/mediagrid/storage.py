@@ -70,14 +70,27 @@ class ShimRequest(Request):
         return spool
 
 
+def _check_size(declared: int | None) -> None:
+    """413 for a body declared larger than MAX_UPLOAD_BYTES, before any of it is read."""
+    largest = settings().max_upload_bytes
+    if declared is not None and declared > largest:
+        _drain_body()
+        raise APIError(413, "file_too_large", f"an upload may hold at most {largest} bytes")
+
+
 def _new_spool(expected: int | None, final: Path | None = None) -> Spool:
     """A spool for the body: at ``final`` itself when given, else a temporary file."""
     root = _data_dir()
     room = free_bytes(root) - settings().reserve_bytes
     if room <= 0 or (expected is not None and expected > room):
         raise APIError(507, "insufficient_storage", "the group is at its space reserve")
+    largest = settings().max_upload_bytes
     try:
-        return Spool(final, room, in_place=True) if final else Spool.temporary(root, room)
+        return (
+            Spool(final, room, in_place=True, max_size=largest)
+            if final
+            else Spool.temporary(root, room, max_size=largest)
+        )
     except OSError as err:
         current_app.logger.error("cannot write to the group volume %s: %s", root, err)
         raise APIError(503, "storage_unavailable", "this node cannot write to its group volume") from err
@@ -259,7 +272,7 @@ def _clean_up(up: _Upload, err: BaseException) -> None:
         extra.discard()
     if up.in_flight:
         _abandon(up.sid)
-    if isinstance(err, APIError) and err.status == 507:
+    if isinstance(err, APIError) and err.status in (413, 507):
         _drain_body()
 
 
@@ -270,6 +283,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         file_id = request.args["file_id"]
     auth.require_app(app, user, file_id, streamed_body=True)
     overwrite = request.args.get("overwrite", "") in ("1", "true", "yes")
+    _check_size(request.content_length)
     if file_id is not None:
         _check_new_id(app, user, file_id, overwrite, "a file with this id exists; pass overwrite=1")
     try:

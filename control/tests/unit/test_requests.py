@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from mediagrid import apps, auth, cli, signing
+from mediagrid import apps, auth, cli, signing, storage
 from mediagrid.client import Client, MediagridError
 from mediagrid.contract import Report
 
@@ -313,3 +315,12 @@ def test_topology_only_for_admin_credentials(client: FlaskClient) -> None:
     assert client.get("/api/v1/groups", headers=token(ADMIN)).status_code == 200
     node = signing.signed_headers("s1", CLUSTER_SECRET, "GET", "/api/v1/groups", cluster=True)
     assert client.get("/api/v1/groups", headers=node).status_code == 200
+
+
+def test_uploads_past_max_upload_bytes_are_413(config: dict[str, Any]) -> None:
+    """Item 15: no upload size limit existed; a body declared (or streamed) past
+    MAX_UPLOAD_BYTES is refused with 413 file_too_large, before any of it is stored."""
+    shim = storage.create_app({**config, "MAX_UPLOAD_BYTES": 100}).test_client()
+    resp = shim.put("/api/v1/files/demo/u1/a.bin", data=b"x" * 101, headers=token())
+    expect(resp, 413, "file_too_large")
+    assert not any(Path(config["DATA_DIR"]).rglob("*.bin"))
