@@ -11,7 +11,7 @@ from typing import Any
 
 import pymysql
 
-from . import apps, config, quotas, rebuild, schema
+from . import apps, config, quotas, rebuild, removed, schema
 from .db import connect
 from .errors import APIError
 
@@ -78,6 +78,26 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.node_id:
+        raise SystemExit(f"mediagrid-admin: node {args.action} needs a node id")
+    conn = connect(conf)
+    try:
+        with conn.cursor() as cur:
+            if args.action == "remove":
+                print("removed" if removed.remove(cur, args.node_id) else "already removed")
+            elif args.action == "allow":
+                print("allowed" if removed.allow(cur, args.node_id) else "was not removed")
+            else:
+                cur.execute("SELECT node_id, removed FROM removed_nodes ORDER BY node_id")
+                for row in cur.fetchall():
+                    print(f"{row['node_id']}\tremoved {row['removed']}")
+        conn.commit()
+    finally:
+        conn.close()
+    return 0
+
+
 def _rebuild_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     if not Path(args.data_dir).is_dir():
         raise SystemExit(f"mediagrid-admin: {args.data_dir} is not a directory")
@@ -119,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument(
         "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
     )
+    node = sub.add_parser("node", help="remove a storage node (its key stops working) or allow it back")
+    node.add_argument("action", choices=["remove", "allow", "list"])
+    node.add_argument("node_id", nargs="?")
     reb = sub.add_parser(
         "rebuild", help="put back the files rows a restored database lacks, from a group volume"
     )
@@ -139,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "rebuild":
             return _rebuild_cmd(conf, args)
+        if args.cmd == "node":
+            return _node_cmd(conf, args)
         if args.action != "list" and not args.name:
             parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)

@@ -183,6 +183,17 @@ class Janitor:
         return removed
 
 
+_last_seq = 0
+
+
+def next_seq() -> int:
+    """The next report's counter: the clock in ns, and always above the last one, so a
+    tracker can refuse a replayed or reordered report (one not newer than the last)."""
+    global _last_seq
+    _last_seq = max(time.time_ns(), _last_seq + 1)
+    return _last_seq
+
+
 def report(conf: Settings, heal: HealWatcher) -> Report:
     """One heartbeat. A group volume that cannot be read (its mount lost every brick, say)
     reports no space and a pending heal: the node stays known but is offered to nobody."""
@@ -203,6 +214,7 @@ def report(conf: Settings, heal: HealWatcher) -> Report:
         load=round(os.getloadavg()[0] / (os.cpu_count() or 1), 3),
         heal_pending=pending,
         heal_source=heal.source(),
+        seq=next_seq(),
     )
 
 
@@ -216,7 +228,7 @@ class TrackerLink:
     def _post(self, path: str, body: bytes) -> requests.Response:
         headers = signed_headers(
             self.conf.node_id,
-            self.conf.cluster_secret,
+            self.conf.node_key,
             "POST",
             path,
             None,
@@ -279,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         conf = config.load_settings(path=args.config)
     except config.ConfigError as err:
         raise SystemExit(f"mediagrid-agent: {err}") from None
-    for key in ("node_id", "group", "data_dir", "public_url", "cluster_secret"):
+    for key in ("node_id", "group", "data_dir", "public_url", "node_key"):
         if not getattr(conf, key):
             raise SystemExit(f"agent needs MEDIAGRID_{key.upper()}")
     stop = threading.Event()

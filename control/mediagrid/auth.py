@@ -19,6 +19,7 @@ from flask import request
 
 from . import apps, replays
 from .errors import APIError
+from .removed import removed_nodes
 from .signing import (
     CONTENT_SHA256,
     READ_METHODS,
@@ -27,6 +28,7 @@ from .signing import (
     app_request_text,
     canonical_query,
     file_signature,
+    node_key,
     request_text,
     sign,
     token_signature,
@@ -254,20 +256,36 @@ def require_app(
     _check_scope(scope, user, file_id)
 
 
+def source_address() -> str:
+    """The address the request came from: the peer's, or behind our own nginx on loopback
+    the one it saw (the last X-Forwarded-For entry, which it appends itself)."""
+    peer = request.remote_addr or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if forwarded and peer in ("127.0.0.1", "::1"):
+        return forwarded.rsplit(",", 1)[-1].strip()
+    return peer
+
+
 def authenticate_node() -> str:
-    """Verify a cluster-secret signature; return the node id that signed."""
+    """Verify a node's signature; return the node id that signed. Each node signs with
+    its own key (``signing.node_key``), derived here from the master key, the node id it
+    names and the address the request came from: a key used by another node, or from
+    another address, does not verify, and neither does the master key itself."""
     node = request.headers.get("X-MG-Node", "")
     if not node:
         raise APIError(401, "missing_credentials", "cluster requests must be signed")
     ts = request.headers.get("X-MG-Timestamp", "")
     _check_time(ts)
-    secret = settings().cluster_secret
-    if not secret:
+    master = settings().cluster_secret
+    if not master:
         raise APIError(503, "not_configured", "this server has no cluster secret configured")
     digest = hashlib.sha256(request.get_data(cache=True)).hexdigest()
     text = request_text(request.method, request.path, _query_without(), ts, node, digest)
-    if not _equal(request.headers.get("X-MG-Signature", ""), sign(secret, text)):
+    key = node_key(master, node, source_address())
+    if not _equal(request.headers.get("X-MG-Signature", ""), sign(key, text)):
         raise APIError(401, "bad_cluster_signature", "cluster signature does not match")
+    if removed_nodes.has(node):
+        raise APIError(403, "node_removed", "an operator removed this node")
     return node
 
 

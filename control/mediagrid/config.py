@@ -51,7 +51,10 @@ class Settings:
     db_name: str = "mediagrid"
     db_connect_timeout: int = field(default=2, metadata=_positive())
     # Shared secret storage nodes prove to trackers and id services.
+    # The node master key (trackers, id services: they check nodes); a storage node holds
+    # only NODE_KEY, its own credential derived from it (signing.node_key).
     cluster_secret: str = field(default="", repr=False)
+    node_key: str = field(default="", repr=False)
     # Allowed clock skew for signed requests, seconds: a signed app request is valid this
     # long either side of its timestamp, and accepted once (its signature is kept as long).
     signature_max_skew: int = field(default=60, metadata=_not_negative())

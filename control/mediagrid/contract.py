@@ -149,6 +149,9 @@ class Report(Body):
     load: float
     heal_pending: int
     heal_source: int = Field(0, description="heals this node owes its group peers")
+    seq: int = Field(
+        description="the node's report counter (its clock in ns): a tracker takes only newer reports"
+    )
 
     @model_validator(mode="after")
     def _group_and_url(self) -> Report:

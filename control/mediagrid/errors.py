@@ -62,7 +62,11 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("expired_token", 401, "a token past its expiry"),
     ErrorCode("token_too_long", 401, "a token expiring more than `TOKEN_MAX_TTL` ahead"),
     ErrorCode("replayed_signature", 401, "a signed request sent again (each signature is accepted once)"),
-    ErrorCode("bad_cluster_signature", 401, "a node request not signed with the cluster secret"),
+    ErrorCode(
+        "bad_cluster_signature", 401, "a node request not signed with that node's own key, from its address"
+    ),
+    ErrorCode("node_removed", 403, "a node an operator removed (`mediagrid-admin node remove`)"),
+    ErrorCode("stale_report", 409, "a node report not newer than the last one taken (a replay)"),
     ErrorCode(
         "out_of_scope",
         403,

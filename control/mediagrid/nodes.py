@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     heal_pending INTEGER NOT NULL,
     joined REAL NOT NULL,
     last_seen REAL NOT NULL,
-    heal_source INTEGER NOT NULL DEFAULT 0
+    heal_source INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0
 )
 """
 
@@ -58,6 +59,7 @@ class Node:
     joined: float
     last_seen: float
     heal_source: int
+    seq: int
     state: str
 
     def public(self, now: float) -> dict[str, Any]:
@@ -80,11 +82,17 @@ class Node:
 # them, with the times the tracker adds.
 _COLUMNS = tuple("grp" if f.name == "group" else f.name for f in fields(Node) if f.name != "state")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM nodes ORDER BY node_id"
-_JOIN = "INSERT OR REPLACE INTO nodes ({}) VALUES ({})".format(
-    ", ".join(_COLUMNS), ", ".join(f":{c}" for c in _COLUMNS)
+# Only a report newer than the last one taken from the node is written (its seq): a
+# replayed or reordered report changes nothing, and the caller refuses it.
+_JOIN = (
+    "INSERT INTO nodes ({}) VALUES ({}) ON CONFLICT (node_id) DO UPDATE SET {} WHERE excluded.seq > nodes.seq"
+).format(
+    ", ".join(_COLUMNS),
+    ", ".join(f":{c}" for c in _COLUMNS),
+    ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "node_id"),
 )
 # a heartbeat keeps the time the node joined
-_BEAT = "UPDATE nodes SET {} WHERE node_id = :node_id".format(
+_BEAT = "UPDATE nodes SET {} WHERE node_id = :node_id AND seq < :seq".format(
     ", ".join(f"{c} = :{c}" for c in _COLUMNS if c not in ("node_id", "joined"))
 )
 
@@ -144,6 +152,8 @@ class NodeTable:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(nodes)")}
         if "heal_source" not in columns:  # a table made by an older tracker
             conn.execute("ALTER TABLE nodes ADD COLUMN heal_source INTEGER NOT NULL DEFAULT 0")
+        if "seq" not in columns:
+            conn.execute("ALTER TABLE nodes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -158,15 +168,24 @@ class NodeTable:
         cur = self._conn().execute("SELECT 1 FROM nodes WHERE node_id = ?", (node_id,))
         return cur.fetchone() is not None
 
-    def record(self, report: Report, join: bool) -> None:
-        """Store a join or heartbeat report, validated by its model."""
+    def record(self, report: Report, join: bool) -> bool:
+        """Store a join or heartbeat report, validated by its model; False (nothing
+        written) when it is not newer than the last report taken from the node."""
         now = time.time()
         row = report.model_dump()
         row["grp"] = row.pop("group")
         row["joined"] = row["last_seen"] = now
-        self._conn().execute(_JOIN if join else _BEAT, row)
+        if self._conn().execute(_JOIN if join else _BEAT, row).rowcount == 0:
+            return False
         with self._lock:
             self._snap = (0.0, None)  # this worker sees its own write at once
+        return True
+
+    def forget(self, node_id: str) -> None:
+        """Drop a node an operator removed."""
+        self._conn().execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+        with self._lock:
+            self._snap = (0.0, None)
 
     def nodes(self) -> list[Node]:
         return self._snapshot()[0]

@@ -123,6 +123,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ON DUPLICATE KEY UPDATE bytes = VALUES(bytes), files = VALUES(files)""",
         ],
     ),
+    (
+        8,
+        "storage nodes an operator removed",
+        [
+            """CREATE TABLE IF NOT EXISTS removed_nodes (
+                node_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+                removed TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

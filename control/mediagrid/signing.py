@@ -123,6 +123,12 @@ class Scope:
         return scope
 
 
+def node_key(master: str, node_id: str, address: str) -> str:
+    """A storage node's own credential: derived from the cluster's node master key (which
+    only the services that check nodes hold), bound to the node's id and address."""
+    return sign(master, f"node\n{node_id}\n{address}")
+
+
 def token_signature(secret: str, app: str, expires: int, scope: str) -> str:
     return sign(secret, f"token2\n{app}\n{expires}\n{scope}")
 

@@ -376,6 +376,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             raise RuntimeError(f"storage shim needs MEDIAGRID_{key.upper()}")
     names.check_group(conf.group)
     app.extensions["mediagrid_idclient"] = IdClient(
-        conf.id_service_urls, conf.node_id, conf.cluster_secret, conf.id_prefetch
+        conf.id_service_urls, conf.node_id, conf.node_key, conf.id_prefetch
     )
     return app

@@ -30,6 +30,7 @@ from .contract import (
 )
 from .errors import APIError
 from .nodes import NodeTable
+from .removed import removed_nodes
 from .routes import RouteCache, group_for
 from .web import create_service
 
@@ -37,7 +38,13 @@ bp = Blueprint("tracker", __name__)
 
 
 def _table() -> NodeTable:
-    return current_app.extensions["mediagrid_nodes"]
+    """The node table, without the nodes an operator removed (``removed``)."""
+    table: NodeTable = current_app.extensions["mediagrid_nodes"]
+    for node_id in removed_nodes.ids():
+        if table.known(node_id):
+            table.forget(node_id)
+            current_app.logger.warning("node %s was removed by an operator: dropped", node_id)
+    return table
 
 
 def _node_report() -> Report:
@@ -53,7 +60,8 @@ def _node_report() -> Report:
 def join() -> ResponseReturnValue:
     """Storage node joins (cluster secret, signed over the body too)."""
     report = _node_report()
-    _table().record(report, join=True)
+    if not _table().record(report, join=True):
+        raise APIError(409, "stale_report", "not newer than the last report taken from this node")
     current_app.logger.info("node %s joined group %s", report.node_id, report.group)
     return jsonify(status="joined", heartbeat_interval=current_app.config["HEARTBEAT_INTERVAL"])
 
@@ -66,7 +74,8 @@ def heartbeat() -> ResponseReturnValue:
     table = _table()
     if not table.known(report.node_id):
         raise APIError(404, "unknown_node", "join before sending heartbeats")
-    table.record(report, join=False)
+    if not table.record(report, join=False):
+        raise APIError(409, "stale_report", "not newer than the last report taken from this node")
     return jsonify(status="ok")
 
 

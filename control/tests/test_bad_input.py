@@ -151,7 +151,7 @@ def test_cluster_join_needs_the_cluster_secret(cluster: DevCluster) -> None:
         "bad_cluster_signature",
     )
     _err(requests.post(cluster.tracker_url(0) + path, data=body, timeout=5), 401, "missing_credentials")
-    good = signed_headers("evil", cluster.cluster_secret, "POST", path, None, b"{not json", cluster=True)
+    good = signed_headers("evil", cluster.node_key("evil"), "POST", path, None, b"{not json", cluster=True)
     _err(
         requests.post(cluster.tracker_url(0) + path, data=b"{not json", headers=good, timeout=5),
         400,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -214,3 +216,38 @@ def test_in_place_uploads_leave_no_in_flight_rows(
             assert one(cur)["n"] == 0
     finally:
         conn.close()
+
+
+def test_removed_node_leaves_the_listing_and_its_key_stops_working(cluster: DevCluster) -> None:
+    """Item 8: an operator could not take a node out; `mediagrid-admin node remove` makes
+    its heartbeats fail on every tracker and drops it from the listing, until `node allow`."""
+    node = next(iter(cluster.storage_nodes))
+    env = {
+        **os.environ,
+        "MEDIAGRID_DB_HOST": "127.0.0.1",
+        "MEDIAGRID_DB_PORT": str(cluster.db_port),
+        "MEDIAGRID_DB_USER": "mediagrid",
+        "MEDIAGRID_DB_PASSWORD": cluster.db_password,
+        "MEDIAGRID_DB_NAME": "mediagrid",
+    }
+    admin = [sys.executable, "-m", "mediagrid.admin", "node"]
+    subprocess.run([*admin, "remove", node], env=env, check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(node in _states_on(cluster, t) for t in (0, 1)):
+            time.sleep(0.5)
+        assert all(node not in _states_on(cluster, t) for t in (0, 1))
+        body = (
+            f'{{"node_id": "{node}", "group": "g1", "url": "http://127.0.0.1:1", "free": 1, "total": 1,'
+            f' "reserve": 0, "load": 0, "heal_pending": 0, "seq": {time.time_ns()}}}'
+        ).encode()
+        path = "/api/v1/cluster/heartbeat"
+        headers = signed_headers(node, cluster.node_key(node), "POST", path, None, body, cluster=True)
+        _err(
+            requests.post(cluster.tracker_url(0) + path, data=body, headers=headers, timeout=5),
+            403,
+            "node_removed",
+        )
+    finally:
+        subprocess.run([*admin, "allow", node], env=env, check=True, capture_output=True)
+    cluster.wait_active(len(cluster.storage_nodes), 30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ from mediagrid.contract import Report
 from mediagrid.errors import APIError
 from mediagrid.idalloc import SegmentAllocator
 from mediagrid.nodes import ACTIVE, OFFLINE, SYNCING, NodeTable
+
+SEQ = itertools.count(1)  # report counters: each report newer than the last
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "..", "a..b", "x\x00y", "a" * 201, "sp ace", "back\\slash", "é"])
@@ -116,8 +119,13 @@ def test_allocator_never_overlaps_across_threads() -> None:
 def test_node_table_states(tmp_path: Path) -> None:
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.5}
-    table.record(Report.model_validate({**base, "node_id": "a", "heal_pending": 0}), join=True)
-    table.record(Report.model_validate({**base, "node_id": "b", "heal_pending": 3, "load": 0.1}), join=True)
+    table.record(
+        Report.model_validate({**base, "seq": next(SEQ), "node_id": "a", "heal_pending": 0}), join=True
+    )
+    table.record(
+        Report.model_validate({**base, "seq": next(SEQ), "node_id": "b", "heal_pending": 3, "load": 0.1}),
+        join=True,
+    )
     states = {n.node_id: n.state for n in table.nodes()}
     assert states == {"a": ACTIVE, "b": SYNCING}
     group = table.groups()["g1"]
@@ -136,22 +144,38 @@ def test_a_peer_holding_heals_keeps_a_rejoined_node_syncing(tmp_path: Path) -> N
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=0.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
     table.record(
-        Report.model_validate({**base, "node_id": "a", "heal_pending": 0, "heal_source": 61}), join=True
+        Report.model_validate(
+            {**base, "seq": next(SEQ), "node_id": "a", "heal_pending": 0, "heal_source": 61}
+        ),
+        join=True,
     )
-    table.record(Report.model_validate({**base, "node_id": "b", "heal_pending": 0}), join=True)
-    table.record(Report.model_validate({**base, "group": "g2", "node_id": "c", "heal_pending": 0}), join=True)
+    table.record(
+        Report.model_validate({**base, "seq": next(SEQ), "node_id": "b", "heal_pending": 0}), join=True
+    )
+    table.record(
+        Report.model_validate({**base, "seq": next(SEQ), "group": "g2", "node_id": "c", "heal_pending": 0}),
+        join=True,
+    )
     assert {n.node_id: n.state for n in table.nodes()} == {"a": ACTIVE, "b": SYNCING, "c": ACTIVE}
     assert [n.node_id for n in table.groups()["g1"].active] == ["a"]
     table.record(
-        Report.model_validate({**base, "node_id": "a", "heal_pending": 0, "heal_source": 0}), join=False
+        Report.model_validate(
+            {**base, "seq": next(SEQ), "node_id": "a", "heal_pending": 0, "heal_source": 0}
+        ),
+        join=False,
     )
     assert {n.state for n in table.nodes()} == {ACTIVE}
     # an OFFLINE peer's stale count holds no one back
     table.record(
-        Report.model_validate({**base, "node_id": "a", "heal_pending": 0, "heal_source": 5}), join=False
+        Report.model_validate(
+            {**base, "seq": next(SEQ), "node_id": "a", "heal_pending": 0, "heal_source": 5}
+        ),
+        join=False,
     )
     time.sleep(0.4)
-    table.record(Report.model_validate({**base, "node_id": "b", "heal_pending": 0}), join=False)
+    table.record(
+        Report.model_validate({**base, "seq": next(SEQ), "node_id": "b", "heal_pending": 0}), join=False
+    )
     assert {n.node_id: n.state for n in table.nodes() if n.group == "g1"} == {"a": OFFLINE, "b": ACTIVE}
 
 
@@ -176,7 +200,9 @@ def test_snapshot_ends_when_a_live_member_turns_offline(tmp_path: Path) -> None:
     # a snapshot far longer than the silence allowed must not keep a silent node in lookups
     table = NodeTable(str(tmp_path / "t.sqlite"), offline_after=0.3, snapshot_ttl=60.0)
     base = {"group": "g1", "url": "http://x", "free": 10, "total": 20, "reserve": 0, "load": 0.0}
-    table.record(Report.model_validate({**base, "node_id": "a", "heal_pending": 0}), join=True)
+    table.record(
+        Report.model_validate({**base, "seq": next(SEQ), "node_id": "a", "heal_pending": 0}), join=True
+    )
     assert [n.node_id for n in table.groups()["g1"].active] == ["a"]
     first = table.groups()
     assert table.groups() is first  # still cached while nothing can change
@@ -199,6 +225,7 @@ def test_most_free_and_hashed_strategies(tmp_path: Path) -> None:
                     "reserve": 50,
                     "load": 0.0,
                     "heal_pending": 0,
+                    "seq": next(SEQ),
                 }
             ),
             join=True,
@@ -216,6 +243,7 @@ def test_most_free_and_hashed_strategies(tmp_path: Path) -> None:
                 "reserve": 50,
                 "load": 0.0,
                 "heal_pending": 0,
+                "seq": next(SEQ),
             }
         ),
         join=True,

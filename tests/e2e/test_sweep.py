@@ -26,6 +26,7 @@ import schemathesis
 from schemathesis import APIOperation, BaseSchema, Case, GenerationMode
 from schemathesis import checks as st_checks
 
+from mediagrid import signing
 from mediagrid.client import Client
 from mediagrid.signing import file_signature, make_token, signed_headers
 
@@ -102,6 +103,12 @@ def cluster_secret() -> str:
     found = re.search(r"^vault_mediagrid_cluster_secret:\s*(\S+)\s*$", vault, re.M)
     assert found, "no cluster secret in the lab inventory"
     return found.group(1).strip("\"'")
+
+
+def node_key(node: str) -> str:
+    """A node key as the playbook would issue it to a node at this machine's lab address
+    (the bridge's gateway, the address the lab's nginx sees this machine's requests from)."""
+    return signing.node_key(cluster_secret(), node, f"{PREFIX}.1")
 
 
 def bricks() -> dict[str, list[str]]:
@@ -301,6 +308,7 @@ _REPORT = {
     "reserve": 0,
     "load": 0,
     "heal_pending": 0,
+    "seq": 1,
 }
 BODIES = [
     (b"{not json", "invalid_json"),
@@ -325,18 +333,17 @@ BODIES = [
 @pytest.mark.parametrize("path", ["/api/v1/cluster/join", "/api/v1/cluster/heartbeat"])
 @pytest.mark.parametrize(("body", "code"), BODIES, ids=lambda v: repr(v)[:24])
 def test_malformed_json_bodies(lab: Lab, path: str, body: bytes, code: str) -> None:
-    headers = signed_headers(GHOST, cluster_secret(), "POST", path, None, body, cluster=True)
+    headers = signed_headers(GHOST, node_key(GHOST), "POST", path, None, body, cluster=True)
     expect(
         raw(lab.url, "POST", path.encode(), {**headers, "Content-Type": "application/json"}, body), 400, code
     )
 
 
 def test_reports_for_another_node_or_unsigned(lab: Lab) -> None:
-    secret = cluster_secret()
     path = "/api/v1/cluster/join"
     body = json.dumps({"node_id": "s1a", **_REPORT}).encode()
     for p in (path, "/api/v1/cluster/heartbeat"):
-        headers = signed_headers(GHOST, secret, "POST", p, None, body, cluster=True)
+        headers = signed_headers(GHOST, node_key(GHOST), "POST", p, None, body, cluster=True)
         expect(
             raw(lab.url, "POST", p.encode(), {**headers, "Content-Type": "application/json"}, body),
             403,
@@ -345,7 +352,13 @@ def test_reports_for_another_node_or_unsigned(lab: Lab) -> None:
     wrong = signed_headers("s1a", "not-the-secret", "POST", path, None, body, cluster=True)
     expect(raw(lab.url, "POST", path.encode(), wrong, body), 401, "bad_cluster_signature")
     # signed over another body: the signature covers the body
-    other = signed_headers("s1a", secret, "POST", path, None, b"{}", cluster=True)
+    other = signed_headers("s1a", node_key("s1a"), "POST", path, None, b"{}", cluster=True)
+    expect(raw(lab.url, "POST", path.encode(), other, body), 401, "bad_cluster_signature")
+    # the master key itself signs nothing, and s1a's own key only works from s1a's address
+    master = signed_headers("s1a", cluster_secret(), "POST", path, None, body, cluster=True)
+    expect(raw(lab.url, "POST", path.encode(), master, body), 401, "bad_cluster_signature")
+    elsewhere = signing.node_key(cluster_secret(), "s1a", f"{PREFIX}.21")
+    other = signed_headers("s1a", elsewhere, "POST", path, None, body, cluster=True)
     expect(raw(lab.url, "POST", path.encode(), other, body), 401, "bad_cluster_signature")
     expect(raw(lab.url, "POST", path.encode(), {}, body), 401, "missing_credentials")
     app_signed = signed_headers(lab.app, lab.secret, "POST", path)

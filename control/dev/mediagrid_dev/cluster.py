@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from mediagrid import apps, config
+from mediagrid import apps, config, signing
 from mediagrid.db import Connection, connect
 from mediagrid.signing import signed_headers
 
@@ -127,14 +127,21 @@ class DevCluster:
         return secret
 
     # -- services -------------------------------------------------------------------------
+    def node_key(self, node: str) -> str:
+        """A storage node's own credential, as the playbook issues it: bound to its id and
+        address (every node of the dev cluster is on 127.0.0.1)."""
+        return signing.node_key(self.cluster_secret, node, "127.0.0.1")
+
     def _write_conf(self, name: str, extra: dict[str, Any]) -> Path:
+        # the node master key only where nodes are checked; a node holds its own key
+        master = {} if "NODE_KEY" in extra else {"CLUSTER_SECRET": self.cluster_secret}
         conf = {
             "DB_HOST": "127.0.0.1",
             "DB_PORT": self.db_port,
             "DB_USER": "mediagrid",
             "DB_PASSWORD": self.db_password,
             "DB_NAME": "mediagrid",
-            "CLUSTER_SECRET": self.cluster_secret,
+            **master,
             **self.settings,
             **extra,
         }
@@ -166,6 +173,7 @@ class DevCluster:
                 "PUBLIC_URL": self.storage_url(name),
                 "TRACKERS": trackers,
                 "ID_SERVICE_URLS": [self.url],
+                "NODE_KEY": self.node_key(name),
             }
             s[f"shim-{name}"] = self._gunicorn(f"shim-{name}", "storage", node["shim_port"], node_conf)
             agent_conf = self._write_conf(f"agent-{name}", node_conf)

@@ -31,6 +31,7 @@ REPORT: dict[str, Any] = {
     "reserve": 0,
     "load": 0.5,
     "heal_pending": 0,
+    "seq": 1,
 }
 
 

@@ -143,3 +143,20 @@ def test_documented_maxima_are_the_default_settings(services: dict[str, Flask]) 
     ttl = _param(paths["/api/v1/links/{app}/{user}/{file_id}"]["get"], "ttl")
     assert count["maximum"] == services["idservice"].config["ID_MAX_BATCH"]
     assert ttl["maximum"] == services["tracker"].config["LINK_MAX_TTL"]
+
+
+def test_the_role_derives_node_keys_as_the_services_do() -> None:
+    """The mediagrid role renders each storage node's key with its own filter plugin
+    (Ansible cannot import the package): it must derive exactly what auth checks."""
+    import importlib.util
+
+    from mediagrid import signing
+
+    path = ROOT / "roles" / "mediagrid" / "filter_plugins" / "node_key.py"
+    spec = importlib.util.spec_from_file_location("mediagrid_role_node_key", path)
+    assert spec is not None and spec.loader is not None
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    for args in (("master", "s1a", "10.77.0.21"), ("x" * 40, "node-7", "::1")):
+        assert plugin.mediagrid_node_key(*args) == signing.node_key(*args)
+    assert plugin.FilterModule().filters()["mediagrid_node_key"] is plugin.mediagrid_node_key

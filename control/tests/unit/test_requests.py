@@ -31,10 +31,21 @@ def expect(resp: TestResponse, status: int, code: str) -> None:
 
 
 def node_post(
-    client: FlaskClient, path: str, body: bytes, node: str = "s1", secret: str = CLUSTER_SECRET
+    client: FlaskClient,
+    path: str,
+    body: bytes,
+    node: str = "s1",
+    secret: str | None = None,
+    address: str = "127.0.0.1",
+    **kw: Any,
 ) -> TestResponse:
-    headers = signing.signed_headers(node, secret, "POST", path, None, body, cluster=True)
-    return client.post(path, data=body, headers={**headers, "Content-Type": "application/json"})
+    """POST as a storage node, signed with its own key (``secret`` instead, if given)."""
+    key = secret or signing.node_key(CLUSTER_SECRET, node, address)
+    headers = {
+        **signing.signed_headers(node, key, "POST", path, None, body, cluster=True),
+        **kw.pop("headers", {}),
+    }
+    return client.post(path, data=body, headers={**headers, "Content-Type": "application/json"}, **kw)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +140,8 @@ def test_join_then_heartbeat(client: FlaskClient) -> None:
     resp = node_post(client, "/api/v1/cluster/join", body)
     assert resp.status_code == 200, resp.data
     assert resp.get_json()["status"] == "joined"
-    assert node_post(client, "/api/v1/cluster/heartbeat", body).json == {"status": "ok"}
+    beat = json.dumps({**REPORT, "seq": 2}).encode()
+    assert node_post(client, "/api/v1/cluster/heartbeat", beat).json == {"status": "ok"}
 
 
 def test_reports_need_the_cluster_secret(client: FlaskClient) -> None:
@@ -313,7 +325,8 @@ def test_topology_only_for_admin_credentials(client: FlaskClient) -> None:
     admin app (or a node) sees /api/v1/groups."""
     expect(client.get("/api/v1/groups", headers=token(APP)), 403, "forbidden")
     assert client.get("/api/v1/groups", headers=token(ADMIN)).status_code == 200
-    node = signing.signed_headers("s1", CLUSTER_SECRET, "GET", "/api/v1/groups", cluster=True)
+    key = signing.node_key(CLUSTER_SECRET, "s1", "127.0.0.1")
+    node = signing.signed_headers("s1", key, "GET", "/api/v1/groups", cluster=True)
     assert client.get("/api/v1/groups", headers=node).status_code == 200
 
 
@@ -324,3 +337,35 @@ def test_uploads_past_max_upload_bytes_are_413(config: dict[str, Any]) -> None:
     resp = shim.put("/api/v1/files/demo/u1/a.bin", data=b"x" * 101, headers=token())
     expect(resp, 413, "file_too_large")
     assert not any(Path(config["DATA_DIR"]).rglob("*.bin"))
+
+
+def test_node_keys_are_per_node_and_bound_to_the_address(client: FlaskClient) -> None:
+    """Item 8: one cluster secret on every node let any node (or anyone who took it from
+    one) report for any other. Each node now signs with its own key, bound to its id and
+    address; the master key itself signs nothing."""
+    body = json.dumps(REPORT).encode()
+    path = "/api/v1/cluster/join"
+    other = signing.node_key(CLUSTER_SECRET, "s2", "127.0.0.1")
+    expect(node_post(client, path, body, secret=other), 401, "bad_cluster_signature")
+    expect(node_post(client, path, body, secret=CLUSTER_SECRET), 401, "bad_cluster_signature")
+    elsewhere = {"REMOTE_ADDR": "10.0.0.9"}
+    expect(node_post(client, path, body, environ_base=elsewhere), 401, "bad_cluster_signature")
+    assert node_post(client, path, body, address="10.0.0.9", environ_base=elsewhere).status_code == 200
+    # behind our own nginx (on loopback), the address it saw: the last forwarded entry
+    forwarded = {"X-Forwarded-For": "10.0.0.7, 10.0.0.9"}
+    body = json.dumps({**REPORT, "seq": 2}).encode()
+    expect(node_post(client, path, body, address="10.0.0.7", headers=forwarded), 401, "bad_cluster_signature")
+
+
+def test_replayed_or_stale_reports_are_refused(client: FlaskClient) -> None:
+    """Item 8: the tracker stamped its own time on whatever arrived, so a captured
+    heartbeat could be replayed; a report must now be newer than the last one taken."""
+
+    def report(seq: int) -> bytes:
+        return json.dumps({**REPORT, "seq": seq}).encode()
+
+    assert node_post(client, "/api/v1/cluster/join", report(5)).status_code == 200
+    expect(node_post(client, "/api/v1/cluster/heartbeat", report(5)), 409, "stale_report")
+    assert node_post(client, "/api/v1/cluster/heartbeat", report(6)).status_code == 200
+    expect(node_post(client, "/api/v1/cluster/heartbeat", report(6)), 409, "stale_report")
+    expect(node_post(client, "/api/v1/cluster/join", report(3)), 409, "stale_report")
