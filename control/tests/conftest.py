@@ -48,3 +48,16 @@ def payload(tmp_path: Path) -> Path:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def admin_env(cluster: DevCluster) -> dict[str, str]:
+    """The environment that points `mediagrid-admin` at the cluster's database."""
+    return {
+        **os.environ,
+        "MEDIAGRID_DB_HOST": "127.0.0.1",
+        "MEDIAGRID_DB_PORT": str(cluster.db_port),
+        "MEDIAGRID_DB_USER": "mediagrid",
+        "MEDIAGRID_DB_PASSWORD": cluster.db_password,
+        "MEDIAGRID_DB_NAME": "mediagrid",
+    }

@@ -218,18 +218,13 @@ def test_in_place_uploads_leave_no_in_flight_rows(
         conn.close()
 
 
-def test_removed_node_leaves_the_listing_and_its_key_stops_working(cluster: DevCluster) -> None:
+def test_removed_node_leaves_the_listing_and_its_key_stops_working(
+    cluster: DevCluster, admin_env: dict[str, str]
+) -> None:
     """Item 8: an operator could not take a node out; `mediagrid-admin node remove` makes
     its heartbeats fail on every tracker and drops it from the listing, until `node allow`."""
     node = next(iter(cluster.storage_nodes))
-    env = {
-        **os.environ,
-        "MEDIAGRID_DB_HOST": "127.0.0.1",
-        "MEDIAGRID_DB_PORT": str(cluster.db_port),
-        "MEDIAGRID_DB_USER": "mediagrid",
-        "MEDIAGRID_DB_PASSWORD": cluster.db_password,
-        "MEDIAGRID_DB_NAME": "mediagrid",
-    }
+    env = admin_env
     admin = [sys.executable, "-m", "mediagrid.admin", "node"]
     subprocess.run([*admin, "remove", node], env=env, check=True, capture_output=True)
     try:

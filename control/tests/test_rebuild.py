@@ -107,15 +107,8 @@ def test_rebuild_puts_back_what_a_restored_database_lacks(
     assert client.storages(user)["group"] == group
 
 
-def test_rebuild_command(cluster: DevCluster) -> None:
-    env = {
-        **os.environ,
-        "MEDIAGRID_DB_HOST": "127.0.0.1",
-        "MEDIAGRID_DB_PORT": str(cluster.db_port),
-        "MEDIAGRID_DB_USER": "mediagrid",
-        "MEDIAGRID_DB_PASSWORD": cluster.db_password,
-        "MEDIAGRID_DB_NAME": "mediagrid",
-    }
+def test_rebuild_command(cluster: DevCluster, admin_env: dict[str, str]) -> None:
+    env = admin_env
     argv = [sys.executable, "-m", "mediagrid.admin", "rebuild", "--group", "g1", "--data-dir"]
     out = subprocess.run(
         [*argv, str(cluster.group_dir("g1")), "--dry-run"],
