@@ -54,6 +54,7 @@ START, END = "<!-- lab results start -->", "<!-- lab results end -->"
 USER = "benchlab"  # large and 4 KB files
 UP_USER = "benchlab-up"  # 64 KB uploads
 BENCH_DIR = ".bench-lab"  # scratch directory on a group mount
+LOOKUP_CALLS = 300  # signed vs bearer lookups (g), one at a time
 LOOKUP_USERS = 64  # benchlab-l0..63: a fixed set, so runs add no routes after the first
 PACE_MS = 8  # p99 at a bounded load: 8 connections, each waiting 8 ms between requests
 
@@ -221,9 +222,11 @@ def delete_all(conf: dict[str, str], users: list[str]) -> int:
     """Delete every file of the bench users (8 at a time); returns how many."""
 
     def delete(user: str, file_id: str) -> None:
-        Client(conf["url"], conf["app"], conf["secret"], timeout=60).delete(user, file_id)
+        Client(conf["url"], conf["app"], conf["secret"], ca_file=conf.get("ca_file"), timeout=60).delete(
+            user, file_id
+        )
 
-    client = Client(conf["url"], conf["app"], conf["secret"], timeout=60)
+    client = Client(conf["url"], conf["app"], conf["secret"], ca_file=conf.get("ca_file"), timeout=60)
     todo = [(u, f["file_id"]) for u in users for f in client.list(u)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda uf: delete(*uf), todo))
@@ -255,6 +258,16 @@ def interleaved(runs: int, *measures: Callable[[], float]) -> list[float]:
     return [statistics.median(s) for s in samples]
 
 
+def rate(calls: int, call: Callable[[int], object]) -> float:
+    """Calls per second of ``call(i)`` made one after another."""
+    for i in range(10):  # warm: connections open, routes exist
+        call(i)
+    start = time.perf_counter()
+    for i in range(calls):
+        call(i)
+    return calls / (time.perf_counter() - start)
+
+
 def met(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
@@ -279,7 +292,9 @@ def main() -> int:
     t0 = time.monotonic()
 
     conf = tomllib.loads(Path(args.config).read_text())
-    client = Client(conf["url"], conf["app"], conf["secret"], timeout=600)
+    if conf.get("ca_file"):  # curl (curl_time, uploads) verifies the lab's HTTPS with its CA
+        os.environ["CURL_CA_BUNDLE"] = conf["ca_file"]
+    client = Client(conf["url"], conf["app"], conf["secret"], ca_file=conf.get("ca_file"), timeout=600)
     wait_ready(client, 120)
     front = Node(vip_holder())
     lookup_users = [f"{USER}-l{i}" for i in range(LOOKUP_USERS)]
@@ -346,11 +361,54 @@ def main() -> int:
             )
         )
 
+        # f/g. the same large upload with curl and a bearer token to the storage node's HTTPS
+        # and plain HTTP endpoints (f: the cost of TLS), and the CLI's signed upload against
+        # curl's over HTTPS (g: the cost of signing the body's digest, one more hash pass)
+        target = client.storages(USER)["storages"][0]
+        bearer = {"Authorization": "Bearer " + client.token(3600)}
+        https_up = target["url"] + f"/api/v1/files/{conf['app']}/{USER}"
+        http_up = https_up.replace("https://", "http://", 1).replace(":8443/", ":8080/", 1)
+
+        def curl_put(base: str, fid: str) -> float:
+            out = subprocess.run(
+                ["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total}", "-T", str(big),
+                 "-H", f"Authorization: {bearer['Authorization']}", f"{base}/{fid}?overwrite=1"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            return float(out.stdout)
+
+        t_tls, t_plain = [], []
+        for run in range(upload_runs):
+            t_tls.append(curl_put(https_up, f"curl-tls-{run}.bin"))
+            t_plain.append(curl_put(http_up, f"curl-plain-{run}.bin"))
+        up_tls, up_plain = statistics.median(t_tls), statistics.median(t_plain)
+        rows.append(
+            (
+                f"f. TLS: upload {size_mb} MiB to {target['node_id']}, curl, HTTPS",
+                f"{mb / up_tls:,.0f} MB/s",
+                f"the same over plain HTTP {mb / up_plain:,.0f} MB/s",
+                f"{up_plain / up_tls:.2f}x",
+                "report",
+                "-",
+            )
+        )
+        rows.append(
+            (
+                f"g. signing: upload {size_mb} MiB, CLI (signed body digest), HTTPS",
+                f"{mb / up:,.0f} MB/s",
+                f"curl with a bearer token, HTTPS {mb / up_tls:,.0f} MB/s",
+                f"{up_tls / up:.2f}x",
+                "report",
+                "-",
+            )
+        )
+
         # a. large playback via the VIP vs nginx from local disk in the same container
         grp, rel = sql(
             f"SELECT grp, path FROM files WHERE app='{conf['app']}' AND user='{USER}' AND file_id='big-0.bin'"
         )[0]
-        play = client.playback_url(USER, "big-0.bin", 3600)
+        play_tls = client.playback_url(USER, "big-0.bin", 3600)
+        play = play_tls.replace("https://", "http://", 1)  # (a) as before TLS: plain HTTP
         with baseline_nginx(front) as base:
             static = f"{base}/big.bin"
             for url in (play, static):  # warm both
@@ -369,6 +427,18 @@ def main() -> int:
                     met(st / gw >= 0.8),
                 )
             )
+            # f. TLS: the same signed playback via the VIP over HTTPS vs plain HTTP
+            tls_t, plain_t = interleaved(play_runs, lambda: curl_time(play_tls), lambda: curl_time(play))
+            rows.append(
+                (
+                    f"f. TLS: playback {size_mb} MiB via the VIP, HTTPS",
+                    f"{mb / tls_t:,.0f} MB/s",
+                    f"the same URL over plain HTTP {mb / plain_t:,.0f} MB/s",
+                    f"{plain_t / tls_t:.2f}x",
+                    ">= 0.8x",
+                    met(plain_t / tls_t >= 0.8),
+                )
+            )
             notes.append(
                 f"a: reading the same file from the GlusterFS mount on {front.name} with"
                 f" dd bs=1M: {mb / fuse:,.0f} MB/s (the ceiling for playback from the mount)."
@@ -376,16 +446,19 @@ def main() -> int:
 
             # b. 4 KB playbacks/s via the VIP vs the same file from nginx static
             client.upload(small, USER, "small.bin", overwrite=True)
-            play4k = client.playback_url(USER, "small.bin", 3600)
+            play4k = client.playback_url(USER, "small.bin", 3600).replace("https://", "http://", 1)
             static4k = f"{base}/small.bin"
             for url in (play4k, static4k):  # warm up
                 wrk(url, args.read_conns, 2)
             r4k = wrk(play4k, args.read_conns, duration)
             b4k = wrk(static4k, args.read_conns, duration)
             # the same file by a direct link: nginx checks the token, no service involved
-            link4k = client.direct_link(USER, "small.bin", 3600)["url"]
+            link_tls = client.direct_link(USER, "small.bin", 3600)["url"]
+            link4k = link_tls.replace("https://", "http://", 1)
             wrk(link4k, args.read_conns, 2)
             d4k = wrk(link4k, args.read_conns, duration)
+            wrk(link_tls, args.read_conns, 2)
+            t4k = wrk(link_tls, args.read_conns, duration)
             rows.append(
                 (
                     f"b. 4 KB playbacks/s via the VIP, signed URL (gateway), {args.read_conns} conns",
@@ -404,6 +477,17 @@ def main() -> int:
                     f"{d4k['rps'] / b4k['rps']:.2f}x",
                     ">= 5,000/s",
                     met(d4k["rps"] >= 5000),
+                )
+            )
+
+            rows.append(
+                (
+                    f"f. TLS: 4 KB playbacks/s via the VIP, direct link, HTTPS, {args.read_conns} conns",
+                    f"{t4k['rps']:,.0f}/s (p99 {t4k['p99_ms']:.1f} ms)",
+                    f"the same link over plain HTTP {d4k['rps']:,.0f}/s (p99 {d4k['p99_ms']:.1f} ms)",
+                    f"{t4k['rps'] / d4k['rps']:.2f}x",
+                    ">= 0.8x",
+                    met(t4k["rps"] / d4k["rps"] >= 0.8),
                 )
             )
 
@@ -438,6 +522,30 @@ def main() -> int:
                 f"{look8['p99_ms'] / base8['p99_ms']:.2f}x",
                 "<= 5 ms",
                 met(look8["p99_ms"] <= 5),
+            )
+        )
+
+        # g. signing on lookups: signed requests (HMAC over method, path, query and body
+        # digest, each signature recorded once against replays) vs a bearer token, both one
+        # at a time over HTTPS keep-alive, same users
+        session = requests.Session()
+
+        def bearer_lookup(i: int) -> None:
+            query = {"app": conf["app"], "user": lookup_users[i % LOOKUP_USERS]}
+            verify = conf.get("ca_file") or True
+            resp = session.get(f"{conf['url']}/api/v1/storages", params=query, headers=token, verify=verify)
+            resp.raise_for_status()
+
+        signed_rate = rate(LOOKUP_CALLS, lambda i: client.storages(lookup_users[i % LOOKUP_USERS]))
+        bearer_rate = rate(LOOKUP_CALLS, bearer_lookup)
+        rows.append(
+            (
+                "g. signing: lookups/s, one at a time, signed (HMAC, replay record), HTTPS",
+                f"{signed_rate:,.0f}/s",
+                f"bearer token, HTTPS {bearer_rate:,.0f}/s",
+                f"{signed_rate / bearer_rate:.2f}x",
+                "report",
+                "-",
             )
         )
 

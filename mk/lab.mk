@@ -1,5 +1,5 @@
 # mediagrid lab: Makefile fragment, included by the top-level Makefile
-# (or used alone: make -f mk/lab.mk lab). Targets: lab, lab-down, lab-clean,
+# (or used alone: make -f mk/lab.mk lab). Targets: lab, lab-down, lab-clean, db-backup, db-restore,
 # lab-images, lab-verify, lab-vip-takeover, lint, test-playbooks, test-lab (test-lab-cluster,
 # test-lab-roles).
 
@@ -22,7 +22,7 @@ LAB_ENV         := PATH="$(LAB_BIN):$$PATH" ANSIBLE_CONFIG="$(LAB_ROOT)/ansible.
                    ANSIBLE_FORCE_COLOR="$${ANSIBLE_FORCE_COLOR:-0}" PY_COLORS=0
 LAB_PLAYBOOK    := $(LAB_ENV) ansible-playbook -i $(LAB_INVENTORY)
 
-LAB_PHONY := lab lab-host lab-images lab-up lab-converge lab-down lab-clean \
+LAB_PHONY := db-backup db-restore lab lab-host lab-images lab-up lab-converge lab-down lab-clean \
         lab-vip-takeover lab-verify lint test-playbooks test-lab test-lab-cluster test-lab-roles
 .PHONY: $(LAB_PHONY)
 
@@ -69,6 +69,15 @@ lab-vip-takeover: $(LAB_STAMP)
 lab-verify: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) pytest -p no:cacheprovider -q --connection=ansible \
 	  --ansible-inventory=$(LAB_INVENTORY) molecule/cluster/tests/steady
+
+# Database backups (roles/backup): one now, kept on the backup store (the last front node);
+# and a restore of the newest complete backup (or BACKUP=db-...mbstream) followed by the
+# rebuild of what it lacks from the volumes. LAB_INVENTORY=inventory/<env> for another cluster.
+db-backup: $(LAB_STAMP)
+	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) playbooks/db-backup.yml
+
+db-restore: $(LAB_STAMP)
+	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) playbooks/db-restore.yml $(if $(BACKUP),-e mediagrid_restore_backup=$(BACKUP))
 
 lint: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) yamllint --strict .

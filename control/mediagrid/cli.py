@@ -2,7 +2,9 @@
 
 Settings come from flags, then ``MEDIAGRID_URL`` / ``MEDIAGRID_APP`` / ``MEDIAGRID_SECRET``
 (and ``MEDIAGRID_URL_TTL``), then a TOML file: ``--config``, ``MEDIAGRID_CLIENT_CONFIG`` or
-``~/.config/mediagrid/client.toml`` with keys ``url``, ``app``, ``secret``, ``url_ttl``.
+``~/.config/mediagrid/client.toml`` with keys ``url``, ``app``, ``secret``, ``url_ttl`` and
+``ca_file`` (the CA that signed the cluster's certificates, for an https ``url``; by
+default the system's trusted CAs).
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ def settings(args: argparse.Namespace, environ: dict[str, str] | None = None) ->
         or env.get("MEDIAGRID_CLIENT_CONFIG")
         or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else "")
     )
-    conf: dict[str, Any] = {"url": "http://127.0.0.1", "app": "", "secret": "", "url_ttl": 86400}
+    conf: dict[str, Any] = {
+        "url": "http://127.0.0.1",
+        "app": "",
+        "secret": "",
+        "url_ttl": 86400,
+        "ca_file": "",
+    }
     if path:
         with open(path, "rb") as fh:
             conf.update(tomllib.load(fh))
-    for key in ("url", "app", "secret", "url_ttl"):
+    for key in ("url", "app", "secret", "url_ttl", "ca_file"):
         if env.get(f"MEDIAGRID_{key.upper()}"):
             conf[key] = env[f"MEDIAGRID_{key.upper()}"]
         if getattr(args, key, None):
@@ -175,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="cluster address (tracker VIP / front nginx)")
     p.add_argument("--app", help="app (tenant) name")
     p.add_argument("--secret-file", dest="secret_file", help="file holding the app secret (- for stdin)")
+    p.add_argument("--ca-file", dest="ca_file", help="CA file to verify the cluster's certificates with")
     p.add_argument("--url-ttl", dest="url_ttl", type=int, help="default playback URL lifetime, s")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -220,7 +229,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     conf = settings(args)
-    client = Client(conf["url"], conf["app"], conf["secret"], url_ttl=conf["url_ttl"])
+    client = Client(
+        conf["url"], conf["app"], conf["secret"], url_ttl=conf["url_ttl"], ca_file=conf["ca_file"] or None
+    )
     try:
         return args.func(client, args)
     except MediagridError as err:

@@ -89,10 +89,14 @@ class Client:
     timeout: float = 30.0
     url_ttl: int = 86400
     retry_for: float = 8.0
+    # The CA file that signed the cluster's certificates (https URLs); None: the system's.
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
         self.session = requests.Session()
+        # Passed with each request: requests lets REQUESTS_CA_BUNDLE override a session's own.
+        self._verify: str | bool = self.ca_file or True
 
     # -- plumbing -------------------------------------------------------------------------
     def _call(
@@ -126,6 +130,7 @@ class Client:
             base + path,
             params=query,
             headers=headers,
+            verify=self._verify,
             timeout=kwargs.pop("timeout", self.timeout),
             **kwargs,
         )
@@ -315,7 +320,7 @@ class Client:
             if got:
                 headers["Range"] = f"bytes={got}-"
             timeout = (CONNECT_TIMEOUT, self.timeout)
-            resp = self.session.get(url, stream=True, headers=headers, timeout=timeout)
+            resp = self.session.get(url, stream=True, headers=headers, timeout=timeout, verify=self._verify)
             _raise_for(resp)
             if got and resp.status_code != 206:
                 resp.close()

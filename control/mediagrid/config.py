@@ -50,6 +50,9 @@ class Settings:
     db_password: str = field(default="", repr=False)
     db_name: str = "mediagrid"
     db_connect_timeout: int = field(default=2, metadata=_positive())
+    # TLS to MariaDB: the CA file that signed the server's certificate (empty: no TLS, as on
+    # the loopback dev cluster's socket). The server's name (DB_HOST) must be in it.
+    db_ssl_ca: str = ""
     # Shared secret storage nodes prove to trackers and id services.
     # The node master key (trackers, id services: they check nodes); a storage node holds
     # only NODE_KEY, its own credential derived from it (signing.node_key).

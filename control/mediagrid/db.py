@@ -35,6 +35,9 @@ def connect(conf: Mapping[str, Any], database: bool = True) -> Connection:
         if conf.get("DB_UNIX_SOCKET")
         else {"host": conf["DB_HOST"], "port": conf["DB_PORT"]}
     )
+    if conf.get("DB_SSL_CA"):
+        # The server proves its name with a certificate of the cluster's CA.
+        where.update(ssl_ca=conf["DB_SSL_CA"], ssl_verify_cert=True, ssl_verify_identity=True)
     return pymysql.connections.Connection(
         user=conf["DB_USER"],
         password=conf["DB_PASSWORD"],

@@ -100,11 +100,13 @@ def recorded(app: str, user: str, file_id: str, sid: int) -> bool:
     return row is not None and int(row["sid"]) == sid
 
 
-def sid_of(cur: Any, app: str, user: str, file_id: str) -> int | None:
-    """The storage id the file's row names now, or None without a row."""
-    cur.execute("SELECT sid FROM files WHERE app = %s AND user = %s AND file_id = %s", (app, user, file_id))
-    row = cur.fetchone()
-    return None if row is None else int(row["sid"])
+def row_of(cur: Any, app: str, user: str, file_id: str) -> dict[str, Any] | None:
+    """The file's storage id, group and path now, or None without a row."""
+    cur.execute(
+        "SELECT sid, grp, path FROM files WHERE app = %s AND user = %s AND file_id = %s", (app, user, file_id)
+    )
+    row: dict[str, Any] | None = cur.fetchone()
+    return row
 
 
 def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | None:

@@ -7,10 +7,14 @@ above every storage id found, so no new upload takes an id already in use. Run i
 after a restore, before the agents' orphan sweep (``orphans``), which leaves objects with
 storage ids above the segment alone precisely until then.
 
-Where two objects claim one name (an overwrite after the backup), the larger storage id
-is the later upload and wins; the row of an older one is replaced, and the older object,
-now unreferenced, is the orphan sweep's. Rows are never removed: a row whose object is
-gone (deleted after the backup) is reported.
+Where the restored row and an object disagree on a name (an overwrite after the backup),
+the later upload wins. Storage ids do not tell which: each storage shim takes ids in
+batches, so a later upload on another node may have the smaller one. A row whose object
+is gone from the volume (an overwrite unlinks the old object once it commits) loses to
+the object found; when both are there (a crash between that commit and the unlink), the
+object written last (mtime; stored objects are never written again) wins. The loser, now
+unreferenced, is the orphan sweep's. Rows are never removed: a row whose object is gone
+(deleted after the backup) stays.
 """
 
 from __future__ import annotations
@@ -18,12 +22,25 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from . import files, idalloc, identity, routes, volume
 from .db import Connection
 from .errors import APIError
 
 log = logging.getLogger("mediagrid.rebuild")
+
+
+def _row_is_newer(data_dir: str | Path, group: str, row: dict[str, Any], found: volume.Stored) -> bool:
+    """Whether the row's object is a later upload of the name than ``found``: it exists and
+    was written no earlier. A row of another group is left to the insert (a conflict)."""
+    if row["grp"] != group:
+        return False
+    try:
+        theirs = volume.lstat(data_dir, row["path"], int(row["sid"])).st_mtime_ns
+    except (FileNotFoundError, volume.UnsafePath):
+        return False  # the row points at nothing: the object found replaces it
+    return theirs >= volume.lstat(data_dir, found.rel, found.sid).st_mtime_ns
 
 
 def rebuild(
@@ -45,10 +62,11 @@ def rebuild(
             log.warning("%s carries the identity of storage id %d in %s", stored.rel, ident.sid, ident.group)
             continue
         with conn.cursor() as cur:
-            current = files.sid_of(cur, ident.app, ident.user, ident.file_id)
+            row = files.row_of(cur, ident.app, ident.user, ident.file_id)
+            current = None if row is None else int(row["sid"])
             if current == ident.sid:
                 counts["present"] += 1
-            elif current is not None and current > ident.sid:
+            elif row is not None and _row_is_newer(data_dir, group, row, stored):
                 counts["superseded"] += 1  # a later upload of the name has the row
             elif dry_run:
                 counts["replaced" if current is not None else "restored"] += 1

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from spectree import Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import __version__, config, db
 from .contract import Health, HealthQuery, api
@@ -66,6 +67,10 @@ def create_service(
     app.config.update(checked.as_config())
     app.extensions[_SETTINGS] = checked
     app.config["SERVICE"] = service
+    # The services listen on loopback behind the node's nginx, which sets X-Forwarded-Proto
+    # to the scheme the client used (any value the client sent is replaced): URLs the
+    # services build (request.host_url) keep https when the client came over TLS.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
     assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, unless an app sets another
     app.json.sort_keys = False
     if not app.debug:

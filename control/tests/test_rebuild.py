@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mediagrid import identity, rebuild
+from mediagrid import identity, names, rebuild
 from mediagrid.client import Client, MediagridError
 from mediagrid.db import one
 from mediagrid_dev import DevCluster
@@ -105,6 +105,57 @@ def test_rebuild_puts_back_what_a_restored_database_lacks(
         got, ctype = _get(client, user, name)
         assert got == data and ctype.startswith(types[name]), name
     assert client.storages(user)["group"] == group
+
+
+def test_the_later_upload_wins_whatever_its_storage_id(
+    client: Client, cluster: DevCluster, tmp_path: Path
+) -> None:
+    """Storage ids do not order uploads: each shim takes ids in batches, so an overwrite on
+    another node may get the smaller one. The restored row names a larger storage id here."""
+    user = f"sam{time.monotonic_ns()}"
+    src = tmp_path / "v.txt"
+    src.write_bytes(b"version 1")
+    client.upload(src, user, "v.txt")
+    src.write_bytes(b"version 2, after the backup")
+    client.upload(src, user, "v.txt", overwrite=True)
+    v2 = _row(cluster, user, "v.txt")
+    group, root = v2["grp"], cluster.group_dir(v2["grp"])
+
+    # 1. The restored row names version 1 with a larger storage id; its object was unlinked
+    # by the overwrite. The object found replaces the row that points at nothing.
+    gone = v2["sid"] + 5000
+    _sql(
+        cluster,
+        "UPDATE files SET sid = %s, path = %s WHERE app = 'demo' AND user = %s",
+        (gone, names.storage_path(gone, ".txt"), user),
+    )
+    conn = cluster.db()
+    try:
+        done = rebuild.rebuild(conn, root, group, "rebuild-test", 1000)
+        assert done["replaced"] == 1
+        assert _row(cluster, user, "v.txt")["sid"] == v2["sid"]
+        assert _get(client, user, "v.txt")[0] == b"version 2, after the backup"
+
+        # 2. Both objects are there (a crash between an overwrite's commit and its unlink):
+        # an older copy under a larger storage id loses to the object written last.
+        older = v2["sid"] + 6000
+        rel = names.storage_path(older, ".txt")
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"version 1")
+        ident = identity.Identity("demo", user, "v.txt", older, group, 9, "0" * 64, "text/plain")
+        for key, value in identity.attrs(ident).items():
+            os.setxattr(root / rel, key, value)
+        hour_ago = time.time() - 3600
+        os.utime(root / rel, (hour_ago, hour_ago))
+        restored = "UPDATE files SET sid = %s, path = %s WHERE app = 'demo' AND user = %s"
+        _sql(cluster, restored, (older, rel, user))
+        done = rebuild.rebuild(conn, root, group, "rebuild-test", 1000)
+        assert done["replaced"] == 1  # (the older copy is "present" or "superseded": walk order)
+        assert _row(cluster, user, "v.txt")["sid"] == v2["sid"]
+        assert _get(client, user, "v.txt")[0] == b"version 2, after the backup"
+    finally:
+        conn.close()
+        (root / names.storage_path(v2["sid"] + 6000, ".txt")).unlink(missing_ok=True)
 
 
 def test_rebuild_command(cluster: DevCluster, admin_env: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -57,13 +58,22 @@ class Lab:
     app: str
     secret: str
     conf: Path
+    # The lab CA (client.toml's ca_file): the cluster address and the storage upload
+    # endpoints answer HTTPS with certificates it signed.
+    ca_file: str | None = None
 
-    def client(self) -> Client:
-        return Client(self.url, self.app, self.secret, timeout=60)
+    @property
+    def http(self) -> str:
+        """The cluster address over plain HTTP (kept on for players that need it)."""
+        return "http://" + self.url.split("://", 1)[1]
+
+    def client(self, **kwargs: Any) -> Client:
+        kwargs.setdefault("timeout", 60)
+        return Client(self.url, self.app, self.secret, ca_file=self.ca_file, **kwargs)
 
     def admin(self) -> Client:
         """The admin app's client: the topology (groups) is for admin apps only."""
-        return Client(self.url, ADMIN_APP, admin_secret(), timeout=60)
+        return Client(self.url, ADMIN_APP, admin_secret(), timeout=60, ca_file=self.ca_file)
 
     def states(self) -> dict[str, str]:
         body = self.admin().groups()
@@ -88,7 +98,11 @@ def lab() -> Lab:
     if not CLIENT_CONF.exists():
         pytest.fail(f"{CLIENT_CONF} is missing: run `make lab` first")
     conf = tomllib.loads(CLIENT_CONF.read_text())
-    lab = Lab(conf["url"], conf["app"], conf["secret"], CLIENT_CONF)
+    lab = Lab(conf["url"], conf["app"], conf["secret"], CLIENT_CONF, conf.get("ca_file"))
+    if lab.ca_file:
+        # requests.get and curl, as the tests call them, trust the lab CA (and only it).
+        os.environ["REQUESTS_CA_BUNDLE"] = lab.ca_file
+        os.environ["CURL_CA_BUNDLE"] = lab.ca_file
     lab.wait_states({n: "ACTIVE" for nodes in GROUPS.values() for n in nodes}, 120)
     return lab
 

@@ -61,7 +61,7 @@ def user_in(client: Client, group: str, prefix: str) -> str:
 def drill_client(lab: Lab) -> Client:
     """A client as an application would configure it: short timeouts, so a request stuck
     on a dead node fails over in seconds instead of minutes."""
-    return Client(lab.url, lab.app, lab.secret, timeout=10)
+    return lab.client(timeout=10)
 
 
 def storage_back(lab: Lab, node: str, group: str) -> None:
@@ -440,7 +440,7 @@ def test_drill6_mariadb_stopped(lab: Lab, tmp_path: Path) -> None:
     again.write_bytes(os.urandom(1 << 20))
 
     def serves() -> bool:
-        c = Client(lab.url, lab.app, lab.secret, timeout=10, retry_for=0)
+        c = lab.client(timeout=10, retry_for=0)
         buf = io.BytesIO()
         c.download(user, "kept.bin", buf)
         c.upload(again, user, "after.bin", overwrite=True)

@@ -232,7 +232,7 @@ def test_tenants_cannot_see_each_other(lab: Lab, client: Client, tmp_path: Path)
         "create",
         f"e2e-{RUN}",
     ).strip()
-    other = Client(lab.url, f"e2e-{RUN}", secret)
+    other = Client(lab.url, f"e2e-{RUN}", secret, ca_file=lab.ca_file)
     src = tmp_path / "private.txt"
     src.write_bytes(b"demo tenant only")
     client.upload(src, f"erin-{RUN}", "private.txt", overwrite=True)

@@ -43,12 +43,15 @@ GLUSTER_BRICK_PORTS = (49152, 60999)
 EXPECTED = {
     "front": {
         ("nginx", "0.0.0.0", 80),
+        ("nginx", "0.0.0.0", 443),
+        ("nginx", "0.0.0.0", 8444),  # the backup store, on the last front node
         ("gunicorn", "127.0.0.1", 8001),
         ("gunicorn", "127.0.0.1", 8002),
         ("gunicorn", "127.0.0.1", 8003),
     },
     "storage": {
         ("nginx", "0.0.0.0", 8080),
+        ("nginx", "0.0.0.0", 8443),
         ("gunicorn", "127.0.0.1", 8010),
         ("glusterd", "0.0.0.0", 24007),
         ("glusterfsd", "0.0.0.0", GLUSTER_BRICK_PORTS),
