@@ -198,6 +198,18 @@ def sql(query: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines() if line]
 
 
+def admin_client(conf: dict[str, str]) -> Client:
+    """The lab's admin app (`ops`, LAB ONLY secret from the lab inventory): only admin apps
+    see the topology (GET /api/v1/groups)."""
+    vault = ROOT / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
+    secret = next(
+        line.split(":", 1)[1].strip()
+        for line in vault.read_text().splitlines()
+        if line.startswith("vault_mediagrid_ops_secret:")
+    )
+    return Client(conf["url"], "ops", secret, ca_file=conf.get("ca_file"), timeout=30)
+
+
 def wait_ready(client: Client, timeout: float) -> None:
     """Until every storage node the tracker knows is ACTIVE (the lab may be recovering)."""
     deadline = time.monotonic() + timeout
@@ -295,7 +307,7 @@ def main() -> int:
     if conf.get("ca_file"):  # curl (curl_time, uploads) verifies the lab's HTTPS with its CA
         os.environ["CURL_CA_BUNDLE"] = conf["ca_file"]
     client = Client(conf["url"], conf["app"], conf["secret"], ca_file=conf.get("ca_file"), timeout=600)
-    wait_ready(client, 120)
+    wait_ready(admin_client(conf), 120)
     front = Node(vip_holder())
     lookup_users = [f"{USER}-l{i}" for i in range(LOOKUP_USERS)]
     bench_users = [USER, UP_USER]

@@ -100,6 +100,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("http_error", ANY_STATUS, "any other HTTP error Werkzeug raises, with its status", "http"),
     # nginx's own JSON error pages (front and storage nodes)
     ErrorCode("headers_too_large", 400, "request headers over nginx's buffers", "nginx"),
+    ErrorCode("https_required", 400, "a plain HTTP request sent to an HTTPS port", "nginx"),
     ErrorCode("link_expired", 410, "a direct link past its expiry", "nginx"),
     ErrorCode("upstream_unavailable", 502, "the service behind this node is not answering", "nginx"),
     ErrorCode("unavailable", 503, "nginx answers for a service unavailable", "nginx"),

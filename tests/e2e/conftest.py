@@ -7,6 +7,7 @@ driven with the docker CLI, the database is read with `docker exec db1 mariadb`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -105,6 +106,25 @@ def lab() -> Lab:
         os.environ["CURL_CA_BUNDLE"] = lab.ca_file
     lab.wait_states({n: "ACTIVE" for nodes in GROUPS.values() for n in nodes}, 120)
     return lab
+
+
+def front_spki_hashes() -> list[str]:
+    """The SPKI hashes (base64 SHA-256) of the front nodes' lab certificates: Chromium keeps
+    its own trust store, so the browser tests pin the cluster's keys instead
+    (--ignore-certificate-errors-spki-list): the VIP's certificate is still checked."""
+    hashes = []
+    for crt in sorted((ROOT / "build" / "lab" / "pki").glob("tracker*.crt")):
+        pub = subprocess.run(
+            ["openssl", "x509", "-in", str(crt), "-pubkey", "-noout"], capture_output=True, check=True
+        )
+        der = subprocess.run(
+            ["openssl", "pkey", "-pubin", "-outform", "der"],
+            input=pub.stdout,
+            capture_output=True,
+            check=True,
+        )
+        hashes.append(base64.b64encode(hashlib.sha256(der.stdout).digest()).decode())
+    return hashes
 
 
 @pytest.fixture(scope="session")

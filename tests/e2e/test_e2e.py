@@ -15,7 +15,7 @@ import requests
 from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
 
-from .conftest import ADMIN_APP, GROUPS, PREFIX, Lab, admin_secret, docker, sha256, sql
+from .conftest import ADMIN_APP, GROUPS, PREFIX, Lab, admin_secret, docker, front_spki_hashes, sha256, sql
 
 RUN = uuid.uuid4().hex[:6]  # users of this run: the suite can run again on the same lab
 ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
@@ -204,6 +204,7 @@ def test_headless_chromium_plays_and_seeks(lab: Lab, client: Client, clip: Path)
                 "--disable-sync",
                 "--no-first-run",
                 "--disable-quic",
+                "--ignore-certificate-errors-spki-list=" + ",".join(front_spki_hashes()),
             ],
         )
         try:

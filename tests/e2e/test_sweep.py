@@ -64,6 +64,20 @@ def _parse(data: bytes) -> Answer:
     return Answer(status, headers, body)
 
 
+def connect(base: str, timeout: float) -> socket.socket:
+    """A connection to ``base``; for https, the same bytes inside TLS, the server checked
+    against the lab CA (conftest)."""
+    parts = urlsplit(base)
+    tls = parts.scheme == "https"
+    sock = socket.create_connection(
+        (parts.hostname or "", parts.port or (443 if tls else 80)), timeout=timeout
+    )
+    if tls:
+        ctx = ssl.create_default_context(cafile=os.environ.get("REQUESTS_CA_BUNDLE"))
+        return ctx.wrap_socket(sock, server_hostname=parts.hostname)
+    return sock
+
+
 def raw(
     base: str, method: str, target: bytes, headers: dict[str, str] | None = None, body: bytes = b""
 ) -> Answer:
@@ -79,12 +93,7 @@ def raw(
     head = f"{method} ".encode() + target + b" HTTP/1.1\r\n"
     head += f"Host: {parts.netloc}\r\nConnection: close\r\n".encode()
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
-    tls = parts.scheme == "https"
-    sock = socket.create_connection((parts.hostname or "", parts.port or (443 if tls else 80)), timeout=15)
-    if tls:  # the same bytes inside TLS, checked against the lab CA (conftest)
-        ctx = ssl.create_default_context(cafile=os.environ.get("REQUESTS_CA_BUNDLE"))
-        sock = ctx.wrap_socket(sock, server_hostname=parts.hostname)
-    with sock as s:
+    with connect(base, 15) as s:
         s.sendall(head + b"\r\n" + body)
         chunks = []
         while True:
@@ -551,11 +560,10 @@ def test_tenants_cannot_touch_each_other(lab: Lab, client: Client, other_app: Cl
 
 def _stall(base: str, head: bytes, first: bytes, out: dict[str, tuple[float, bytes]], name: str) -> None:
     """Send the head and a few bytes, then nothing; note when and how the server ends it."""
-    parts = urlsplit(base)
     start = time.monotonic()
     data = b""
     try:
-        with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=SLOW_BOUND + 5) as s:
+        with connect(base, SLOW_BOUND + 5) as s:
             s.sendall(head + first)
             while chunk := s.recv(65536):
                 data += chunk
