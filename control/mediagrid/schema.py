@@ -133,6 +133,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE=InnoDB""",
         ],
     ),
+    (
+        9,
+        "the media job queue (VOD processing)",
+        [
+            f"""CREATE TABLE IF NOT EXISTS media_jobs (
+                id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                sid BIGINT UNSIGNED NOT NULL,
+                app VARCHAR(64) {_NAME},
+                grp VARCHAR(32) NOT NULL,
+                kind VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+                class TINYINT UNSIGNED NOT NULL,
+                cost DOUBLE NOT NULL,
+                state ENUM('queued', 'running', 'done', 'failed', 'cancelled') NOT NULL DEFAULT 'queued',
+                node_id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
+                lease_until TIMESTAMP(3) NULL,
+                attempts SMALLINT UNSIGNED NOT NULL DEFAULT 0,
+                progress DOUBLE NOT NULL DEFAULT 0,
+                code VARCHAR(64) NULL,
+                message VARCHAR(255) NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                started TIMESTAMP(3) NULL,
+                finished TIMESTAMP(3) NULL,
+                UNIQUE KEY media_jobs_file_kind (sid, kind),
+                KEY media_jobs_pick (grp, state, class, cost),
+                KEY media_jobs_node (node_id, state)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mediagrid.client import Client
+from mediagrid.db import Connection
 from mediagrid_dev import DevCluster
 
 
@@ -26,6 +27,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
             text = log.read_text(errors="replace")
             if "Traceback" in text:
                 print(f"--- {log.name} has tracebacks:\n{text[-3000:]}")
+
+
+@pytest.fixture
+def conn(cluster: DevCluster) -> Iterator[Connection]:
+    """A connection to the dev cluster's database (application user), closed after the test."""
+    c = cluster.db()
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,15 +35,6 @@ def _put(root: Path, rel: str, data: bytes = b"bytes", mtime: float = HOUR_AGO) 
     path.write_bytes(data)
     os.utime(path, (mtime, mtime))
     return path
-
-
-@pytest.fixture
-def conn(cluster: DevCluster) -> Iterator[Connection]:
-    c = cluster.db()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_janitor_removes_orphans_and_nothing_else(

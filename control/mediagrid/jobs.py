@@ -1,0 +1,157 @@
+"""The media job queue (issue 12): jobs in MariaDB, claimed by the workers of the storage
+nodes of the file's group under a lease, cheapest to reason about as four rules.
+
+1. **Priority.** A job has a class: first-playable (0) before on-demand requests (1) before
+   the ladder (2) before backfill (3).
+2. **Cost.** A job's cost is in CPU units (``probe.cost``). A node admits a job while the
+   cost of what it runs stays within its budget; within a class the most expensive job
+   that fits is placed first (big jobs are not starved by a stream of small ones). An
+   idle node takes one job even over its budget, so no job waits for ever.
+3. **Leases.** A claimed job is leased to its node for a while and the worker renews the
+   lease as it goes. A job whose lease ran out (its worker or node died) is claimable
+   again, elsewhere; the old worker's renewal or finish is then refused, so it stops and
+   publishes nothing. After ``max_attempts`` claims a job fails (``too_many_attempts``):
+   a file that kills workers does not crash-loop the cluster.
+4. **Concurrency.** Claims lock the candidate row with ``FOR UPDATE SKIP LOCKED``: two
+   workers never take one job and never wait on each other's row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from .db import Connection, one
+
+FIRST_PLAYABLE, ON_DEMAND, LADDER, BACKFILL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    sid: int
+    app: str
+    grp: str
+    kind: str
+    klass: int
+    cost: float
+    attempts: int
+
+
+def enqueue(cur: Any, sid: int, app: str, grp: str, kind: str, klass: int, cost: float) -> bool:
+    """Queue ``kind`` for the file ``sid`` unless it is queued or made already; True if new."""
+    cur.execute(
+        "INSERT IGNORE INTO media_jobs (sid, app, grp, kind, class, cost) VALUES (%s, %s, %s, %s, %s, %s)",
+        (sid, app, grp, kind, klass, cost),
+    )
+    return bool(cur.rowcount)
+
+
+def running_cost(cur: Any, node_id: str) -> float:
+    """The cost of the jobs a node holds a live lease on."""
+    cur.execute(
+        "SELECT COALESCE(SUM(cost), 0) AS c FROM media_jobs"
+        " WHERE node_id = %s AND state = 'running' AND lease_until > NOW(3)",
+        (node_id,),
+    )
+    return float(one(cur)["c"])
+
+
+def claim(
+    conn: Connection, node_id: str, grp: str, budget: float, lease: float, max_attempts: int = 3
+) -> Job | None:
+    """Lease the next job of ``grp`` that fits this node's budget, or None."""
+    try:
+        conn.begin()
+        with conn.cursor() as cur:
+            used = running_cost(cur, node_id)
+            room = budget - used if used > 0 else float("inf")
+            cur.execute(
+                "SELECT id, sid, app, grp, kind, class, cost, attempts FROM media_jobs"
+                " WHERE grp = %s AND cost <= %s"
+                " AND (state = 'queued' OR (state = 'running' AND lease_until <= NOW(3)))"
+                " ORDER BY class, cost DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (grp, min(room, 1e300)),
+            )
+            row = cur.fetchone()
+            if row is None:
+                conn.commit()
+                return None
+            if row["attempts"] >= max_attempts:
+                cur.execute(
+                    "UPDATE media_jobs SET state = 'failed', code = 'too_many_attempts',"
+                    " message = %s, node_id = NULL, lease_until = NULL, finished = NOW(3) WHERE id = %s",
+                    (f"its worker stopped {row['attempts']} times before it finished", row["id"]),
+                )
+                conn.commit()
+                return claim(conn, node_id, grp, budget, lease, max_attempts)
+            cur.execute(
+                "UPDATE media_jobs SET state = 'running', node_id = %s, attempts = attempts + 1,"
+                " lease_until = NOW(3) + INTERVAL %s MICROSECOND, started = NOW(3), progress = 0"
+                " WHERE id = %s",
+                (node_id, int(lease * 1e6), row["id"]),
+            )
+        conn.commit()
+    except pymysql.MySQLError:
+        conn.rollback()
+        raise
+    return Job(
+        id=int(row["id"]),
+        sid=int(row["sid"]),
+        app=str(row["app"]),
+        grp=str(row["grp"]),
+        kind=str(row["kind"]),
+        klass=int(row["class"]),
+        cost=float(row["cost"]),
+        attempts=int(row["attempts"]) + 1,
+    )
+
+
+def renew(conn: Connection, job: Job, node_id: str, lease: float, progress: float) -> bool:
+    """Extend the lease and record progress; False if the job is no longer this node's
+    (its lease ran out and another node took it, or it was cancelled): stop working on it."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE media_jobs SET lease_until = NOW(3) + INTERVAL %s MICROSECOND, progress = %s"
+            " WHERE id = %s AND node_id = %s AND state = 'running' AND attempts = %s",
+            (int(lease * 1e6), max(0.0, min(progress, 1.0)), job.id, node_id, job.attempts),
+        )
+        held = cur.rowcount == 1
+    conn.commit()
+    return held
+
+
+def finish(conn: Connection, job: Job, node_id: str, code: str | None = None, message: str = "") -> bool:
+    """Mark the job done (``code`` None) or failed with ``code``; False (and nothing
+    changed) if the job is no longer this node's: its output must not be published."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE media_jobs SET state = %s, code = %s, message = %s, progress = IF(%s, 1, progress),"
+            " lease_until = NULL, finished = NOW(3)"
+            " WHERE id = %s AND node_id = %s AND state = 'running' AND attempts = %s",
+            (
+                "done" if code is None else "failed",
+                code,
+                message[:255] or None,
+                code is None,
+                job.id,
+                node_id,
+                job.attempts,
+            ),
+        )
+        held = cur.rowcount == 1
+    conn.commit()
+    return held
+
+
+def cancel_file(cur: Any, sid: int) -> int:
+    """Cancel every unfinished job of a file (it was deleted or replaced); a running one's
+    worker learns it at its next renewal and stops. Returns how many."""
+    cur.execute(
+        "UPDATE media_jobs SET state = 'cancelled', code = 'file_deleted', lease_until = NULL,"
+        " finished = NOW(3) WHERE sid = %s AND state IN ('queued', 'running')",
+        (sid,),
+    )
+    return int(cur.rowcount)
