@@ -135,7 +135,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         9,
-        "the media job queue (VOD processing)",
+        "the media job queue and each file's media state (VOD processing)",
         [
             f"""CREATE TABLE IF NOT EXISTS media_jobs (
                 id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -158,6 +158,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 UNIQUE KEY media_jobs_file_kind (sid, kind),
                 KEY media_jobs_pick (grp, state, class, cost),
                 KEY media_jobs_node (node_id, state)
+            ) ENGINE=InnoDB""",
+            """CREATE TABLE IF NOT EXISTS media (
+                sid BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+                state ENUM('queued', 'processing', 'ready', 'failed', 'not_media') NOT NULL DEFAULT 'queued',
+                code VARCHAR(64) NULL,
+                message VARCHAR(255) NULL,
+                info LONGTEXT NULL CHECK (info IS NULL OR JSON_VALID(info)),
+                updated TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
             ) ENGINE=InnoDB""",
         ],
     ),

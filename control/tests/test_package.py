@@ -11,17 +11,12 @@ import pytest
 
 from mediagrid import package, probe
 
+from .media import H264_AAC, clip
+
 
 @pytest.fixture(scope="module")
 def movie(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "movie.mp4"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
-         "-f", "lavfi", "-i", "sine=frequency=440", "-t", "6", "-c:v", "libx264", "-g", "25",
-         "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)],
-        check=True, timeout=120,
-    )  # fmt: skip
-    return path
+    return clip(tmp_path_factory.mktemp("media") / "movie.mp4", *H264_AAC, secs=6)
 
 
 def test_copy_packaging_publishes_a_playable_rendition(movie: Path, tmp_path: Path) -> None:

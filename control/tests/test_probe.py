@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from mediagrid import probe
 
-
-def ffmpeg(out: Path, *args: str) -> Path:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args, str(out)], check=True, timeout=120)
-    return out
+from . import media
+from .media import ffmpeg
 
 
 def clip(tmp: Path, name: str, *codec: str, size: str = "320x240", rate: int = 25, secs: float = 1.0) -> Path:
-    return ffmpeg(
-        tmp / name,
-        "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
-        "-f", "lavfi", "-i", "sine=frequency=440",
-        "-t", str(secs), *codec,
-    )  # fmt: skip
+    return media.clip(tmp / name, *codec, size=size, rate=rate, secs=secs)
 
 
 def refused(path: Path, **limits: float) -> probe.MediaRefused:
