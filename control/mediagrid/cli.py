@@ -152,6 +152,29 @@ def cmd_url(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_media(c: Client, a: argparse.Namespace) -> int:
+    got = c.media(a.user, a.file_id)
+    if a.json:
+        _print(got)
+        return 0
+    print(f"{a.file_id}: {got['state']}" + (f" ({got['code']}: {got['message']})" if got["code"] else ""))
+    info = got["info"] or {}
+    if info:
+        video, audio = info.get("video") or {}, info.get("audio") or {}
+        parts = [f"{info['duration']:.1f} s", info["container"]]
+        if video:
+            parts.append(f"{video['codec']} {video['width']}x{video['height']} {video['fps']:g} fps")
+        if audio:
+            parts.append(f"{audio['codec']} {audio['channels']} ch")
+        print("  " + ", ".join(parts))
+    for job in got["jobs"]:
+        print(
+            f"  {job['kind']}: {job['state']} {job['progress'] * 100:.0f}%"
+            + (f" {job['code']}" if job["code"] else "")
+        )
+    return 0
+
+
 def cmd_cluster(c: Client, a: argparse.Namespace) -> int:
     state = c.groups()
     if a.json:
@@ -216,6 +239,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--direct", action="store_true", help="a direct link nginx serves alone (asks the tracker)"
     )
+    sp = add("media", cmd_media, "show a file's media processing (state, probe, jobs)")
+    sp.add_argument("file_id")
+    sp.add_argument("--json", action="store_true")
     sp = add("cluster", cmd_cluster, "show groups and storage nodes", user=False)
     sp.add_argument("--json", action="store_true")
     sp = add("token", cmd_token, "print a bearer token for curl", user=False)

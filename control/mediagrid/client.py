@@ -304,6 +304,11 @@ class Client:
         ttl = self.url_ttl if ttl is None else ttl
         return self._cluster("GET", path, {"ttl": ttl}).json()
 
+    def media(self, user: str, file_id: str) -> dict[str, Any]:
+        """The file's media processing: state, refusal code, ffprobe's reading, jobs."""
+        path = f"/api/v1/media/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
+        return self._cluster("GET", path).json()
+
     def download(
         self, user: str, file_id: str, dest: IO[bytes], progress: Progress | None = None
     ) -> dict[str, Any]:

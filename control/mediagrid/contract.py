@@ -259,6 +259,29 @@ class Link(FileInfo):
     size: int
 
 
+class MediaJob(BaseModel):
+    kind: str = Field(description="probe, package:source, ...")
+    state: str = Field(json_schema_extra={"enum": ["queued", "running", "done", "failed", "cancelled"]})
+    progress: float
+    attempts: int
+    node_id: str | None
+    code: str | None
+
+
+class Media(BaseModel):
+    app: str
+    user: str
+    file_id: str
+    state: str = Field(
+        description="none: the file has no media processing (uploaded before the pipeline)",
+        json_schema_extra={"enum": ["none", "queued", "processing", "ready", "failed", "not_media"]},
+    )
+    code: str | None = Field(description="why the file failed or is not media (a stable code)")
+    message: str | None
+    info: dict[str, Any] | None = Field(description="ffprobe's reading: container, duration, video, audio")
+    jobs: list[MediaJob]
+
+
 class GroupState(BaseModel):
     name: str
     state: str = Field(json_schema_extra={"enum": ["ok", "degraded", "down"]})

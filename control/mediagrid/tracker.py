@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, files, links, names
+from . import auth, files, links, media, names
 from .contract import (
     Accepted,
     Groups,
@@ -19,6 +19,7 @@ from .contract import (
     LinkQuery,
     Listing,
     ListQuery,
+    Media,
     Report,
     Storages,
     StoragesQuery,
@@ -153,6 +154,17 @@ def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
         expires=link["expires"],
         **files.describe(row, app, user),
     )
+
+
+@bp.get("/api/v1/media/<app>/<user>/<file_id>")
+@api.validate(resp=answers(HTTP_200=Media))
+def media_status(app: str, user: str, file_id: str) -> ResponseReturnValue:
+    """A file's media processing: state (queued, processing, ready, failed, not_media),
+    the code of a refusal, ffprobe's reading, and each job with its progress."""
+    files.check_ref(app, user, file_id)
+    auth.require_app(app, user, file_id)
+    row = files.get(app, user, file_id)
+    return jsonify(app=app, user=user, file_id=file_id, **media.status(int(row["sid"])))
 
 
 @bp.get("/api/v1/openapi.json")
