@@ -6,12 +6,10 @@ does not know the node (it restarted) answers 404 and the agent joins it again.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -20,7 +18,7 @@ from urllib.parse import urlsplit
 import pymysql
 import requests
 
-from . import config, inflight, orphans
+from . import daemon, inflight, orphans
 from .config import Settings
 from .contract import Report
 from .db import Connection, connect
@@ -283,21 +281,13 @@ def run(conf: Settings, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="mediagrid storage agent")
-    parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        conf = config.load_settings(path=args.config)
-    except config.ConfigError as err:
-        raise SystemExit(f"mediagrid-agent: {err}") from None
-    for key in ("node_id", "group", "data_dir", "public_url", "node_key"):
-        if not getattr(conf, key):
-            raise SystemExit(f"agent needs MEDIAGRID_{key.upper()}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(conf, stop)
+    daemon.main(
+        "mediagrid-agent",
+        "mediagrid storage agent",
+        ("node_id", "group", "data_dir", "public_url", "node_key"),
+        run,
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -98,6 +98,16 @@ class Settings:
     # ORPHAN_SWEEP_INTERVAL seconds (0 turns the walk off).
     orphan_grace_seconds: float = field(default=3600.0, metadata={"min": 60, "exclusive": False})
     orphan_sweep_interval: float = field(default=3600.0, metadata=_not_negative())
+    # Media worker (mediagrid-worker, storage nodes): the cores its jobs may hold at once
+    # (0: half the node's cores, at least one), how many jobs it runs at most at once, the
+    # lease a claim holds without renewal, how often an idle worker looks for work, the
+    # length of HLS segments, and the ABR ladder's rungs (names, see ``ladder``).
+    worker_budget: float = field(default=0.0, metadata=_not_negative())
+    worker_slots: int = field(default=2, metadata=_positive())
+    worker_lease: float = field(default=30.0, metadata={"min": 2, "exclusive": False})
+    worker_poll: float = field(default=1.0, metadata=_positive())
+    hls_segment_seconds: float = field(default=4.0, metadata={"min": 1, "exclusive": False})
+    media_ladder: list[str] = field(default_factory=lambda: ["1080p", "720p", "480p", "360p"])
     # Gateway: internal nginx location prefix for group roots (X-Accel-Redirect).
     accel_prefix: str = "/_groups"
     # Direct links (tracker mints, front nginx checks): the key they share, the location
@@ -106,6 +116,11 @@ class Settings:
     link_key: str = field(default="", repr=False)
     link_prefix: str = "/d"
     link_max_ttl: int = field(default=604800, metadata=_positive())
+    # HLS playback (issue 12): the location nginx serves renditions under, with the link
+    # key's token in the path; a URL the media API gives stays valid HLS_TTL seconds plus
+    # the video's duration, so a player that starts late in the window still reaches the end.
+    hls_prefix: str = "/hls"
+    hls_ttl: int = field(default=21600, metadata=_positive())
 
     def __post_init__(self) -> None:
         from .assign import resolve  # the strategy's module is imported once, here

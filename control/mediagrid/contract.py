@@ -260,11 +260,18 @@ class Link(FileInfo):
 
 
 class MediaJob(BaseModel):
-    kind: str = Field(description="probe, package:source, ...")
+    kind: str = Field(description="probe, hls:source, ...")
     state: str = Field(json_schema_extra={"enum": ["queued", "running", "done", "failed", "cancelled"]})
     progress: float
     attempts: int
     node_id: str | None
+    code: str | None
+
+
+class Rendition(BaseModel):
+    name: str = Field(description="source (the upload's streams, copied) or a rung such as 720p")
+    state: str = Field(json_schema_extra={"enum": ["queued", "running", "done", "failed", "cancelled"]})
+    progress: float
     code: str | None
 
 
@@ -279,7 +286,15 @@ class Media(BaseModel):
     code: str | None = Field(description="why the file failed or is not media (a stable code)")
     message: str | None
     info: dict[str, Any] | None = Field(description="ffprobe's reading: container, duration, video, audio")
+    renditions: list[Rendition] = Field(description="HLS renditions: source (copied) and the ladder's rungs")
     jobs: list[MediaJob]
+    hls: str | None = Field(
+        description="the master playlist's URL (token in the path), once a rendition plays"
+    )
+    poster: str | None
+    sprite: str | None
+    thumbnails_vtt: str | None = Field(description="a WebVTT track of sprite tiles, for scrubbing previews")
+    expires: int | None = Field(default=None, description="when the URLs stop working (Unix time)")
 
 
 class GroupState(BaseModel):

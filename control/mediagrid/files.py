@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pymysql
 from flask import Response, request
 
-from . import names, quotas
+from . import media, names, quotas
 from .db import get_db, sids_in, transaction
 from .errors import APIError
 from .schema import FILE_ID_LENGTH
@@ -109,11 +109,12 @@ def row_of(cur: Any, app: str, user: str, file_id: str) -> dict[str, Any] | None
     return row
 
 
-def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | None:
-    """Inside the transaction of an overwrite: lock and delete the file's row; return its
-    path, or None if there was no such file. A file of another group is not ours to replace."""
+def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> dict[str, Any] | None:
+    """Inside the transaction of an overwrite: lock and delete the file's row (its media
+    jobs stop: ``media.forget``); return its ``sid`` and ``path``, or None if there was no
+    such file. A file of another group is not ours to replace."""
     cur.execute(
-        "SELECT grp, path, size FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
+        "SELECT sid, grp, path, size FROM files WHERE app = %s AND user = %s AND file_id = %s FOR UPDATE",
         (app, user, file_id),
     )
     old = cur.fetchone()
@@ -126,7 +127,8 @@ def take_over(cur: Any, app: str, user: str, file_id: str, group: str) -> str | 
         (app, user, file_id),
     )
     quotas.change(cur, app, -int(old["size"]), -1)
-    return str(old["path"])
+    media.forget(cur, int(old["sid"]))
+    return {"sid": int(old["sid"]), "path": str(old["path"])}
 
 
 def insert(
@@ -154,7 +156,8 @@ def insert(
 
 
 def delete(app: str, user: str, file_id: str, sid: int) -> bool:
-    """Delete this very upload of the file (its storage id): False if it is gone or replaced."""
+    """Delete this very upload of the file (its storage id) and its media state, stopping
+    its jobs: False if it is gone or replaced."""
     with transaction() as cur:
         cur.execute(
             "SELECT size FROM files WHERE app = %s AND user = %s AND file_id = %s AND sid = %s FOR UPDATE",
@@ -168,6 +171,7 @@ def delete(app: str, user: str, file_id: str, sid: int) -> bool:
             (app, user, file_id, sid),
         )
         quotas.change(cur, app, -int(row["size"]), -1)
+        media.forget(cur, sid)
         return True
 
 

@@ -3,10 +3,12 @@ nodes of the file's group under a lease, cheapest to reason about as four rules.
 
 1. **Priority.** A job has a class: first-playable (0) before on-demand requests (1) before
    the ladder (2) before backfill (3).
-2. **Cost.** A job's cost is in CPU units (``probe.cost``). A node admits a job while the
-   cost of what it runs stays within its budget; within a class the most expensive job
-   that fits is placed first (big jobs are not starved by a stream of small ones). An
-   idle node takes one job even over its budget, so no job waits for ever.
+2. **Cost and cores.** A job's cost is its work in CPU units (``probe.cost``: 720p30
+   seconds); its cores are what it holds while it runs (ffmpeg is given that many
+   threads). A node admits a job while the cores of what it runs stay within its budget;
+   within a class the most expensive job that fits is placed first (big jobs are not
+   starved by a stream of small ones). An idle node takes one job even over its budget,
+   so no job waits for ever.
 3. **Leases.** A claimed job is leased to its node for a while and the worker renews the
    lease as it goes. A job whose lease ran out (its worker or node died) is claimable
    again, elsewhere; the old worker's renewal or finish is then refused, so it stops and
@@ -38,21 +40,25 @@ class Job:
     klass: int
     cost: float
     attempts: int
+    cores: float = 1.0
 
 
-def enqueue(cur: Any, sid: int, app: str, grp: str, kind: str, klass: int, cost: float) -> bool:
+def enqueue(
+    cur: Any, sid: int, app: str, grp: str, kind: str, klass: int, cost: float, cores: float = 1.0
+) -> bool:
     """Queue ``kind`` for the file ``sid`` unless it is queued or made already; True if new."""
     cur.execute(
-        "INSERT IGNORE INTO media_jobs (sid, app, grp, kind, class, cost) VALUES (%s, %s, %s, %s, %s, %s)",
-        (sid, app, grp, kind, klass, cost),
+        "INSERT IGNORE INTO media_jobs (sid, app, grp, kind, class, cost, cores)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (sid, app, grp, kind, klass, cost, cores),
     )
     return bool(cur.rowcount)
 
 
-def running_cost(cur: Any, node_id: str) -> float:
-    """The cost of the jobs a node holds a live lease on."""
+def running_cores(cur: Any, node_id: str) -> float:
+    """The cores of the jobs a node holds a live lease on."""
     cur.execute(
-        "SELECT COALESCE(SUM(cost), 0) AS c FROM media_jobs"
+        "SELECT COALESCE(SUM(cores), 0) AS c FROM media_jobs"
         " WHERE node_id = %s AND state = 'running' AND lease_until > NOW(3)",
         (node_id,),
     )
@@ -62,15 +68,36 @@ def running_cost(cur: Any, node_id: str) -> float:
 def claim(
     conn: Connection, node_id: str, grp: str, budget: float, lease: float, max_attempts: int = 3
 ) -> Job | None:
-    """Lease the next job of ``grp`` that fits this node's budget, or None."""
+    """Lease the next job of ``grp`` that fits this node's budget (in cores), or None."""
+    while (row := _pick(conn, node_id, grp, budget, lease, max_attempts)) is _SPENT:
+        pass  # that candidate failed for good; the next one
+    if not isinstance(row, dict):
+        return None
+    return Job(
+        id=int(row["id"]),
+        sid=int(row["sid"]),
+        app=str(row["app"]),
+        grp=str(row["grp"]),
+        kind=str(row["kind"]),
+        klass=int(row["class"]),
+        cost=float(row["cost"]),
+        attempts=int(row["attempts"]) + 1,
+        cores=float(row["cores"]),
+    )
+
+
+_SPENT = object()  # a candidate that had used up its attempts (now failed): pick again
+
+
+def _pick(conn: Connection, node_id: str, grp: str, budget: float, lease: float, max_attempts: int) -> object:
     try:
         conn.begin()
         with conn.cursor() as cur:
-            used = running_cost(cur, node_id)
+            used = running_cores(cur, node_id)
             room = budget - used if used > 0 else float("inf")
             cur.execute(
-                "SELECT id, sid, app, grp, kind, class, cost, attempts FROM media_jobs"
-                " WHERE grp = %s AND cost <= %s"
+                "SELECT id, sid, app, grp, kind, class, cost, cores, attempts FROM media_jobs"
+                " WHERE grp = %s AND cores <= %s"
                 " AND (state = 'queued' OR (state = 'running' AND lease_until <= NOW(3)))"
                 " ORDER BY class, cost DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
                 (grp, min(room, 1e300)),
@@ -86,7 +113,7 @@ def claim(
                     (f"its worker stopped {row['attempts']} times before it finished", row["id"]),
                 )
                 conn.commit()
-                return claim(conn, node_id, grp, budget, lease, max_attempts)
+                return _SPENT
             cur.execute(
                 "UPDATE media_jobs SET state = 'running', node_id = %s, attempts = attempts + 1,"
                 " lease_until = NOW(3) + INTERVAL %s MICROSECOND, started = NOW(3), progress = 0"
@@ -97,16 +124,7 @@ def claim(
     except pymysql.MySQLError:
         conn.rollback()
         raise
-    return Job(
-        id=int(row["id"]),
-        sid=int(row["sid"]),
-        app=str(row["app"]),
-        grp=str(row["grp"]),
-        kind=str(row["kind"]),
-        klass=int(row["class"]),
-        cost=float(row["cost"]),
-        attempts=int(row["attempts"]) + 1,
-    )
+    return dict(row)
 
 
 def renew(conn: Connection, job: Job, node_id: str, lease: float, progress: float) -> bool:
@@ -127,23 +145,37 @@ def finish(conn: Connection, job: Job, node_id: str, code: str | None = None, me
     """Mark the job done (``code`` None) or failed with ``code``; False (and nothing
     changed) if the job is no longer this node's: its output must not be published."""
     with conn.cursor() as cur:
+        held = mark_finished(cur, job, node_id, code, message)
+    conn.commit()
+    return held
+
+
+def release(conn: Connection, job: Job, node_id: str) -> bool:
+    """Give a running job back to the queue, its attempt not counted (its worker is
+    stopping, not failing): another node may take it at once."""
+    with conn.cursor() as cur:
         cur.execute(
-            "UPDATE media_jobs SET state = %s, code = %s, message = %s, progress = IF(%s, 1, progress),"
-            " lease_until = NULL, finished = NOW(3)"
+            "UPDATE media_jobs SET state = 'queued', node_id = NULL, lease_until = NULL,"
+            " attempts = attempts - 1, progress = 0"
             " WHERE id = %s AND node_id = %s AND state = 'running' AND attempts = %s",
-            (
-                "done" if code is None else "failed",
-                code,
-                message[:255] or None,
-                code is None,
-                job.id,
-                node_id,
-                job.attempts,
-            ),
+            (job.id, node_id, job.attempts),
         )
         held = cur.rowcount == 1
     conn.commit()
     return held
+
+
+def mark_finished(cur: Any, job: Job, node_id: str, code: str | None = None, message: str = "") -> bool:
+    """``finish`` inside the caller's transaction (which publishes the job's output with
+    it): True if the job was still this node's and is now marked."""
+    cur.execute(
+        "UPDATE media_jobs SET state = %s, code = %s, message = %s, progress = IF(%s, 1, progress),"
+        " lease_until = NULL, finished = NOW(3)"
+        " WHERE id = %s AND node_id = %s AND state = 'running' AND attempts = %s",
+        ("done" if code is None else "failed", code, message[:255] or None, code is None,
+         job.id, node_id, job.attempts),
+    )  # fmt: skip
+    return bool(cur.rowcount == 1)
 
 
 def cancel_file(cur: Any, sid: int) -> int:

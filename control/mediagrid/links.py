@@ -29,3 +29,11 @@ def mint(key: str, prefix: str, group: str, path: str, ttl: int, now: float | No
     expires = int(time.time() if now is None else now) + ttl
     uri = f"{prefix}/{group}/{path}"
     return {"path": f"{uri}?e={expires}&t={token(key, uri, expires)}", "expires": expires}
+
+
+def hls(key: str, prefix: str, group: str, path: str, ttl: int, now: float | None = None) -> dict[str, Any]:
+    """The base path (ending in ``/``) under which the renditions of ``path`` in ``group``
+    play for ``ttl`` seconds: ``master.m3u8``, ``poster.jpg``... are relative to it."""
+    expires = int(time.time() if now is None else now) + ttl
+    obj = f"/{group}/{path}.hls"
+    return {"base": f"{prefix}/{token(key, prefix + obj, expires)}/{expires}{obj}/", "expires": expires}

@@ -67,6 +67,7 @@ def hls(
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
+        os.chmod(work, 0o755)  # mkdtemp's 0700 would hide it from nginx, which serves it
         argv = [
             ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y",
             "-progress", "pipe:1", "-nostats",

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from . import files, idalloc, identity, routes, volume
+from . import files, idalloc, identity, media, routes, volume
 from .db import Connection
 from .errors import APIError
 
@@ -87,6 +87,7 @@ def rebuild(
                         ident.content_type,
                     )
                     routes.insert(cur, ident.app, ident.user, group)
+                    media.queue(cur, ident.sid, ident.app, group)
                 except APIError as err:  # the name's row lives in another group
                     conn.rollback()
                     counts["conflict"] += 1

@@ -169,6 +169,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE=InnoDB""",
         ],
     ),
+    (
+        10,
+        "media jobs: the cores a running job holds (a node's budget admits by cores)",
+        [
+            "ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS cores DOUBLE NOT NULL DEFAULT 1 AFTER cost",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, identity, inflight, names, quotas, volume
+from . import auth, files, identity, inflight, media, names, quotas, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import CommitUnknown, get_db, transaction
 from .errors import APIError
@@ -141,11 +141,13 @@ def _drain_body() -> None:
         pass
 
 
-def _remove_stored(rel: str, sid: int | None = None) -> None:
-    """Remove a stored object a row named (replaced or deleted): only ever a storage path
-    under the volume (``volume``); anything else is logged and left alone."""
+def _remove_stored(rel: str, sid: int) -> None:
+    """Remove a stored object a row named (replaced or deleted) and its renditions: only
+    ever a storage path under the volume (``volume``); anything else is logged and left
+    alone."""
     try:
         volume.remove(_data_dir(), rel, sid)
+        volume.remove_renditions(_data_dir(), rel, sid)
     except (volume.UnsafePath, OSError) as err:
         current_app.logger.error("not removing %r: %s", rel, err)
 
@@ -220,15 +222,16 @@ def _identity(app: str, user: str, up: _Upload, spool: Spool) -> identity.Identi
     return identity.Identity(app, user, up.file_id, up.sid, conf.group, spool.size, sha, up.ctype)
 
 
-def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> str | None:
-    """Insert the row; on overwrite replace it. Returns the replaced file's path if any.
+def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> dict[str, Any] | None:
+    """Insert the row and queue its media probe; on overwrite replace it. Returns the
+    replaced file's ``sid`` and ``path`` if any.
 
     A commit whose answer is lost may have happened: the row is re-read before anything is
     undone. If it committed, the upload succeeded; if it cannot be told now, the file
     stays (the client's retry finds it; an upload that did not commit is an orphan that
     an agent removes later, see ``orphans``) and the answer is 503."""
     group = settings().group
-    old: str | None = None
+    old: dict[str, Any] | None = None
     try:
         with transaction() as cur:
             if up.in_flight:
@@ -237,6 +240,7 @@ def _record(app: str, user: str, up: _Upload, spool: Spool, overwrite: bool) -> 
             files.insert(
                 cur, app, user, up.file_id, up.sid, group, up.rel, spool.size, spool.sha.hexdigest(), up.ctype
             )
+            media.queue(cur, up.sid, app, group)
             quotas.enforce(cur, app)
     except CommitUnknown as lost:
         try:
@@ -309,7 +313,7 @@ def _upload(app: str, user: str, file_id: str | None) -> ResponseReturnValue:
         _clean_up(up, err)
         raise
     if replaced:
-        _remove_stored(replaced)
+        _remove_stored(replaced["path"], replaced["sid"])
     conf = settings()
     body = {
         "app": app,

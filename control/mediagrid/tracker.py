@@ -160,11 +160,21 @@ def direct_link(app: str, user: str, file_id: str) -> ResponseReturnValue:
 @api.validate(resp=answers(HTTP_200=Media))
 def media_status(app: str, user: str, file_id: str) -> ResponseReturnValue:
     """A file's media processing: state (queued, processing, ready, failed, not_media),
-    the code of a refusal, ffprobe's reading, and each job with its progress."""
+    the code of a refusal, ffprobe's reading, each rendition and job with its progress,
+    and the signed URLs of what is published (HLS master playlist, poster, thumbnails)."""
+    conf = current_app.config
     files.check_ref(app, user, file_id)
     auth.require_app(app, user, file_id)
     row = files.get(app, user, file_id)
-    return jsonify(app=app, user=user, file_id=file_id, **media.status(int(row["sid"])))
+    state = media.status(int(row["sid"]))
+    published = state.pop("published")
+    base = None
+    if conf["LINK_KEY"] and published:
+        ttl = conf["HLS_TTL"] + int((state["info"] or {}).get("duration") or 0)
+        link = links.hls(conf["LINK_KEY"], conf["HLS_PREFIX"], row["grp"], row["path"], ttl)
+        base = request.host_url.rstrip("/") + link["base"]
+        state["expires"] = link["expires"]
+    return jsonify(app=app, user=user, file_id=file_id, **state, **media.urls(base, published))
 
 
 @bp.get("/api/v1/openapi.json")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,30 @@ def remove(root: str | Path, rel: str, sid: int | None = None, written_before: f
         if written_before is not None and st.st_mtime >= written_before:
             return False
         os.unlink(parts[-1], dir_fd=fd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def renditions_of(rel: str) -> str:
+    """Where a stored object's renditions (HLS, thumbnails) live: beside it, ``<rel>.hls``."""
+    return f"{rel}.hls"
+
+
+def remove_renditions(root: str | Path, rel: str, sid: int | None = None) -> bool:
+    """Remove the renditions directory of the stored object ``rel`` (see
+    :func:`renditions_of`), reached as :func:`remove` reaches the object; its tree is
+    removed without following any link in it. True if it was there."""
+    parts = _parts(rel, sid)
+    fd = _open_parent(root, parts)
+    name = renditions_of(parts[-1])
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"not a directory: {renditions_of(rel)!r}")
+        shutil.rmtree(name, dir_fd=fd)
         return True
     except FileNotFoundError:
         return False

@@ -25,8 +25,9 @@ def grp() -> str:
 
 
 def add(conn: Connection, grp: str, kind: str, klass: int, cost: float, sid: int | None = None) -> None:
+    """A job holding as many cores as its cost, so the budget arithmetic reads simply."""
     with conn.cursor() as cur:
-        jobs.enqueue(cur, sid or time.monotonic_ns(), "demo", grp, kind, klass, cost)
+        jobs.enqueue(cur, sid or time.monotonic_ns(), "demo", grp, kind, klass, cost, cores=cost)
     conn.commit()
 
 

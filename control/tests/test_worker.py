@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from mediagrid import worker
+from mediagrid import links, worker
 from mediagrid.client import Client, MediagridError
 from mediagrid.db import Connection, one
 from mediagrid_dev import DevCluster
@@ -24,13 +26,12 @@ pytestmark = pytest.mark.integration
 
 
 def upload(client: Client, cluster: DevCluster, conn: Connection, src: Path) -> dict[str, Any]:
-    """Upload ``src`` and queue its media jobs as the storage shim will; its files row."""
+    """Upload ``src`` (the storage shim queues its probe); its files row."""
     user = f"w{uuid.uuid4().hex[:8]}"
     client.upload(src, user, src.name)
     with conn.cursor() as cur:
         cur.execute("SELECT sid, grp, path, app FROM files WHERE app = 'demo' AND user = %s", (user,))
         row = one(cur)
-        worker.queue_upload(cur, row["sid"], row["app"], row["grp"])
     conn.commit()
     return row
 
@@ -70,7 +71,7 @@ def test_an_h264_upload_plays_as_hls(
     src = clip(tmp_path / "movie.mp4", *H264_AAC, secs=5)
     row = upload(client, cluster, conn, src)
     start = time.monotonic()
-    assert drain(cluster, conn, row["grp"], row["sid"]) == ["probe", "package:source"]
+    assert drain(cluster, conn, row["grp"], row["sid"]) == ["probe", "hls:source", "poster", "sprite"]
     took = time.monotonic() - start
     state = media(conn, row["sid"])
     assert state["state"] == "ready", state
@@ -86,7 +87,14 @@ def test_an_h264_upload_plays_as_hls(
     # the API shows it, to the owner's app only
     got = client.media(user_of(conn, row["sid"]), "movie.mp4")
     assert got["state"] == "ready" and got["info"]["video"]["codec"] == "h264"
-    assert [(j["kind"], j["state"]) for j in got["jobs"]] == [("probe", "done"), ("package:source", "done")]
+    assert [(j["kind"], j["state"]) for j in got["jobs"]] == [
+        ("probe", "done"), ("hls:source", "done"), ("poster", "done"), ("sprite", "done"),
+    ]  # fmt: skip
+    assert got["poster"] and got["sprite"] and got["thumbnails_vtt"] and got["hls"]
+    vtt = requests.get(got["thumbnails_vtt"], timeout=5)
+    assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT") and "sprite.jpg#xywh=" in vtt.text
+    poster = requests.get(got["poster"], timeout=5)
+    assert poster.headers["Content-Type"] == "image/jpeg" and poster.content[:2] == b"\xff\xd8"
 
 
 def test_random_bytes_are_not_media(
@@ -123,8 +131,129 @@ def test_a_file_deleted_before_its_job(
     src.write_bytes(os.urandom(1024))
     row = upload(client, cluster, conn, src)
     client.delete(user_of(conn, row["sid"]), src.name)
-    assert drain(cluster, conn, row["grp"], row["sid"]) == ["probe"]
+    assert drain(cluster, conn, row["grp"], row["sid"]) == []  # cancelled with the row
     with conn.cursor() as cur:
         cur.execute("SELECT state, code FROM media_jobs WHERE sid = %s", (row["sid"],))
-        assert cur.fetchone() == {"state": "failed", "code": "file_deleted"}
+        assert cur.fetchone() == {"state": "cancelled", "code": "file_deleted"}
+        cur.execute("SELECT COUNT(*) AS n FROM media WHERE sid = %s", (row["sid"],))
+        assert one(cur)["n"] == 0
     conn.commit()
+
+
+def test_delete_and_overwrite_remove_renditions(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    src = clip(tmp_path / "twice.mp4", *H264_AAC, secs=2)
+    row = upload(client, cluster, conn, src)
+    user = user_of(conn, row["sid"])
+    assert drain(cluster, conn, row["grp"], row["sid"]) == ["probe", "hls:source", "poster", "sprite"]
+    first = cluster.group_dir(row["grp"]) / f"{row['path']}.hls"
+    assert (first / "source" / "index.m3u8").is_file()
+    client.upload(src, user, src.name, overwrite=True)  # a new upload: its own renditions
+    assert not first.exists()
+    with conn.cursor() as cur:
+        cur.execute("SELECT sid, path FROM files WHERE app = 'demo' AND user = %s", (user,))
+        again = one(cur)
+        cur.execute("SELECT state FROM media WHERE sid = %s", (again["sid"],))
+        assert one(cur)["state"] == "queued"
+    conn.commit()
+    assert drain(cluster, conn, row["grp"], again["sid"]) == ["probe", "hls:source", "poster", "sprite"]
+    second = cluster.group_dir(row["grp"]) / f"{again['path']}.hls"
+    assert second.is_dir()
+    client.delete(user, src.name)
+    assert not second.exists()
+
+
+def test_hls_plays_through_nginx_with_its_token(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    src = clip(tmp_path / "signed.mp4", *H264_AAC, secs=3)
+    row = upload(client, cluster, conn, src)
+    user = user_of(conn, row["sid"])
+    assert client.media(user, src.name)["hls"] is None  # nothing published yet
+    drain(cluster, conn, row["grp"], row["sid"])
+    got = client.media(user, src.name)
+    url = got["hls"]
+    assert url and url.endswith("/master.m3u8") and got["expires"] > time.time() + 3600
+    assert (got["renditions"][0]["name"], got["renditions"][0]["state"]) == ("source", "done")
+    played = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", url],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert abs(float(played) - 3.0) < 0.5
+    master = requests.get(url, timeout=5)
+    assert master.status_code == 200 and master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert master.headers["Cache-Control"] == "no-cache"
+    variant = next(line for line in master.text.splitlines() if line and not line.startswith("#"))
+    media_pl = requests.get(url.rsplit("/", 1)[0] + "/" + variant, timeout=5)
+    segment = next(line for line in media_pl.text.splitlines() if line and not line.startswith("#"))
+    seg_url = url.rsplit("/", 1)[0] + "/" + variant.rsplit("/", 1)[0] + "/" + segment
+    seg = requests.get(seg_url, timeout=5)
+    assert seg.status_code == 200 and seg.headers["Content-Type"] == "video/mp2t" and seg.content[0] == 0x47
+    # a forged token, another video's prefix with this token, an expired token, no token
+    parts = seg_url.split("/")
+    token_at = parts.index("hls") + 1
+    forged = [*parts[:token_at], "A" * 22, *parts[token_at + 1 :]]
+    assert requests.get("/".join(forged), timeout=5).status_code == 403
+    other = [*parts]
+    other[token_at + 5] = f"{int(parts[token_at + 5][:16], 16) + 1:016x}.mp4.hls"
+    assert requests.get("/".join(other), timeout=5).status_code == 403
+    old = links.hls(cluster.link_key, "/hls", row["grp"], row["path"], 60, time.time() - 3600)
+    expired = requests.get(cluster.url + old["base"] + "master.m3u8", timeout=5)
+    assert expired.status_code == 410 and expired.json()["error"]["code"] == "link_expired"
+    assert (
+        requests.get(f"{cluster.url}/hls/{row['grp']}/{row['path']}.hls/master.m3u8", timeout=5).status_code
+        == 403
+    )
+    assert requests.put(url, data=b"x", timeout=5).status_code in (403, 405)
+    client.delete(user, src.name)
+    deadline = time.monotonic() + 3  # nginx keeps a descriptor valid for a second
+    while (gone := requests.get(url, timeout=5).status_code) != 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone == 404
+
+
+def test_another_codec_gets_a_transcoded_ladder(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    src = clip(tmp_path / "old.avi", "-c:v", "mpeg4", "-c:a", "mp3", size="854x480", secs=3)
+    row = upload(client, cluster, conn, src)
+    ran = drain(cluster, conn, row["grp"], row["sid"])
+    # the first rendition (480p) is transcoded first; then the rest of the ladder
+    assert ran[:2] == ["probe", "hls:480p"] and set(ran[2:]) == {"hls:360p", "poster", "sprite"}
+    got = client.media(user_of(conn, row["sid"]), src.name)
+    assert got["state"] == "ready" and {r["name"]: r["state"] for r in got["renditions"]} == {
+        "480p": "done",
+        "360p": "done",
+    }
+    master = requests.get(got["hls"], timeout=5).text
+    assert master.count("#EXT-X-STREAM-INF") == 2 and "RESOLUTION=854x480" in master
+    assert "RESOLUTION=640x360" in master and 'CODECS="avc1.' in master
+    for variant in ("480p", "360p"):
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,height",
+             "-of", "csv=p=0", got["hls"].replace("master.m3u8", f"{variant}/index.m3u8")],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        assert out.splitlines()[0] == f"h264,{variant[:-1]}"
+
+
+def test_a_stopping_worker_gives_its_job_back(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    src = clip(tmp_path / "long.mkv", "-c:v", "mpeg4", "-c:a", "mp3", size="854x480", secs=20)
+    row = upload(client, cluster, conn, src)
+    node = worker.Node(f"wk-{uuid.uuid4().hex[:6]}", row["grp"], cluster.group_dir(row["grp"]), budget=4.0)
+    while (job := worker.run_once(conn, node)) is not None and job.sid != row["sid"]:
+        pass  # other tests' leftovers, then this file's probe
+    threading.Timer(1.0, node.stop.set).start()  # the service is told to stop mid-transcode
+    job = worker.run_once(conn, node)
+    assert job is not None and job.kind == "hls:480p"
+    with conn.cursor() as cur:
+        cur.execute("SELECT state, attempts, node_id FROM media_jobs WHERE id = %s", (job.id,))
+        assert cur.fetchone() == {"state": "queued", "attempts": 0, "node_id": None}
+    conn.commit()
+    folder = cluster.group_dir(row["grp"]) / f"{row['path']}.hls"
+    assert not any(folder.iterdir()) if folder.exists() else True  # nothing partial is left
+    assert drain(cluster, conn, row["grp"], row["sid"])[0] == "hls:480p"  # another node finishes it
+    assert client.media(user_of(conn, row["sid"]), src.name)["state"] == "ready"

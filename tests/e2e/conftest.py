@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("LAB_NET_PREFIX", "10.77.0")
 CLIENT_CONF = Path(os.environ.get("MEDIAGRID_LAB_CLIENT_CONFIG", ROOT / "build" / "lab" / "client.toml"))
 GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
+ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
 # The lab's admin app (sees the topology, /api/v1/groups): inventory/lab/group_vars/all/.
 ADMIN_APP = "ops"
 LAB_VAULT = ROOT / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
@@ -45,6 +46,15 @@ def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
     if check and out.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)}: {out.stderr.strip()}")
     return out.stdout
+
+
+def brick_path(node: str, group: str, rel: str) -> str:
+    """Where a stored file lives on a node's brick (from `gluster volume info`)."""
+    info = docker("exec", node, "gluster", "volume", "info", group)
+    for line in info.splitlines():
+        if line.startswith("Brick") and f"{ADDRESS[node]}:" in line:
+            return line.split(":", 2)[-1].strip() + "/" + rel
+    raise AssertionError(f"no brick of {node} in volume {group}")
 
 
 def sql(query: str) -> list[list[str]]:

@@ -15,19 +15,20 @@ import requests
 from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
 
-from .conftest import ADMIN_APP, GROUPS, PREFIX, Lab, admin_secret, docker, front_spki_hashes, sha256, sql
+from .conftest import (
+    ADDRESS,
+    ADMIN_APP,
+    GROUPS,
+    Lab,
+    admin_secret,
+    brick_path,
+    docker,
+    front_spki_hashes,
+    sha256,
+    sql,
+)
 
 RUN = uuid.uuid4().hex[:6]  # users of this run: the suite can run again on the same lab
-ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
-
-
-def brick_path(node: str, group: str, rel: str) -> str:
-    """Where a stored file lives on a node's brick (from `gluster volume info`)."""
-    info = docker("exec", node, "gluster", "volume", "info", group)
-    for line in info.splitlines():
-        if line.startswith("Brick") and f"{ADDRESS[node]}:" in line:
-            return line.split(":", 2)[-1].strip() + "/" + rel
-    raise AssertionError(f"no brick of {node} in volume {group}")
 
 
 def on_brick(node: str, group: str, rel: str) -> bytes | None:

@@ -8,7 +8,7 @@ testinfra_hosts = ["ansible://storage"]
 
 
 @pytest.mark.parametrize(
-    "service", ["glusterd", "nginx", "keepalived", "mediagrid-storage", "mediagrid-agent"]
+    "service", ["glusterd", "nginx", "keepalived", "mediagrid-storage", "mediagrid-agent", "mediagrid-worker"]
 )
 def test_service_runs(host, service):
     assert host.service(service).is_running
@@ -42,3 +42,16 @@ def test_agent_runs_unprivileged_with_only_its_heal_query(host):
     assert heal.rc == 0 and "Number of entries in heal pending" in heal.stdout
     assert host.run(as_agent + "/usr/bin/id").rc != 0
     assert host.run(as_agent + f"/usr/sbin/gluster --mode=script volume info {volume}").rc != 0
+
+
+def test_worker_runs_niced_with_its_engines_and_no_keys(host):
+    # The media worker runs ffmpeg on uploads: the service user, below the shim's CPU
+    # priority, and it holds a database login only (no node key, no cluster secret).
+    assert host.check_output("systemctl show -p User --value mediagrid-worker") == "mediagrid"
+    assert host.check_output("systemctl show -p Nice --value mediagrid-worker") == "10"
+    assert host.exists("ffmpeg") and host.exists("ffprobe")
+    conf = host.file("/etc/mediagrid/worker.toml")
+    assert conf.mode == 0o640 and conf.group == "mediagrid"
+    text = host.check_output("cat /etc/mediagrid/worker.toml")
+    assert "WORKER_BUDGET" in text
+    assert "NODE_KEY" not in text and "CLUSTER_SECRET" not in text and "LINK_KEY" not in text

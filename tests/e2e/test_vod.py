@@ -1,0 +1,88 @@
+"""VOD on the lab (issue 12): an upload is probed and packaged by the storage nodes' media
+workers, plays as HLS through the cluster address with its token in the path, and its
+renditions go with it when it is deleted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from mediagrid.client import Client
+
+from .conftest import GROUPS, Lab, brick_path, docker, sql
+
+RUN = uuid.uuid4().hex[:6]
+
+
+def wait_media(
+    client: Client, user: str, file_id: str, want: str = "ready", timeout: float = 120
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = client.media(user, file_id)
+        if got["state"] == want or got["state"] in ("failed", "not_media"):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{file_id} is {got['state']} after {timeout} s: {json.dumps(got)[:800]}")
+        time.sleep(0.25)
+
+
+def ffprobe(url: str, entries: str = "format=duration") -> str:
+    return subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "csv=p=0", url],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_an_upload_plays_as_hls_through_the_vip(lab: Lab, client: Client, clip: Path) -> None:
+    user = f"vod-{RUN}"
+    client.upload(clip, user, "movie.mp4")
+    acked = time.monotonic()
+    got = wait_media(client, user, "movie.mp4")
+    playable = time.monotonic() - acked
+    assert got["state"] == "ready", got
+    assert got["info"]["video"]["codec"] == "h264" and abs(got["info"]["duration"] - 12) < 0.5
+    assert got["hls"].startswith(f"{lab.url}/hls/") and got["hls"].endswith("/master.m3u8")
+    print(f"upload acknowledged -> first rendition playable: {playable:.2f} s")
+    # ffprobe reads the master playlist, a variant and its segments over HTTPS
+    assert abs(float(ffprobe(got["hls"])) - 12) < 0.5
+    # every segment inherits the token; one with another token is refused
+    text = requests.get(got["hls"], timeout=30).text
+    variant = next(line for line in text.splitlines() if line and not line.startswith("#"))
+    base = got["hls"].rsplit("/", 1)[0]
+    playlist = requests.get(f"{base}/{variant}", timeout=30)
+    assert playlist.status_code == 200 and "#EXT-X-ENDLIST" in playlist.text
+    parts = got["hls"].split("/")
+    at = parts.index("hls") + 1
+    assert requests.get("/".join([*parts[:at], "B" * 22, *parts[at + 1 :]]), timeout=30).status_code == 403
+    # the job ran on a node of the file's group, and the rendition is on both bricks
+    (row,) = sql(
+        "SELECT f.grp, f.path, j.node_id FROM files f JOIN media_jobs j ON j.sid = f.sid"
+        f" WHERE f.app = '{lab.app}' AND f.user = '{user}' AND j.kind = 'hls:source'"
+    )
+    grp, path, node = row
+    assert node in GROUPS[grp]
+    for brick_host in GROUPS[grp]:
+        listing = docker("exec", brick_host, "ls", brick_path(brick_host, grp, f"{path}.hls/source"))
+        assert "index.m3u8" in listing.split(), (brick_host, listing)
+    client.delete(user, "movie.mp4")
+    assert requests.get(got["hls"], timeout=30).status_code == 404
+    for brick_host in GROUPS[grp]:
+        leaf, name = path.rsplit("/", 1)
+        listing = docker("exec", brick_host, "ls", brick_path(brick_host, grp, leaf)).split()
+        assert f"{name}.hls" not in listing
+
+
+def test_random_bytes_are_not_media(lab: Lab, client: Client, tmp_path: Path) -> None:
+    user = f"vod-{RUN}"
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(bytes(range(256)) * 400)
+    client.upload(fake, user, "fake.mp4")
+    got = wait_media(client, user, "fake.mp4", want="not_media", timeout=60)
+    assert (got["state"], got["code"], got["hls"]) == ("not_media", "not_media", None)
