@@ -103,11 +103,45 @@ def cmd_upload(c: Client, a: argparse.Namespace) -> int:
     bar = Bar(os.path.basename(a.file), a.progress or sys.stderr.isatty())
     info = c.upload(a.file, a.user, a.id, a.overwrite, bar, a.content_type)
     url = c.playback_url(a.user, info["file_id"], a.ttl)
+    if not a.wait:
+        if a.json:
+            _print({**info, "url": url})
+        else:
+            print(url)
+        return 0
+    show = a.progress or sys.stderr.isatty()
+    try:
+        got = c.wait_playable(a.user, info["file_id"], a.wait_timeout, _WaitLine(show) if show else None)
+    except TimeoutError as err:
+        print(f"\nmediagrid: {err}", file=sys.stderr)
+        return 3
+    if show:
+        sys.stderr.write("\n")
     if a.json:
-        _print({**info, "url": url})
-    else:
-        print(url)
+        _print({**info, "url": url, "media": got})
+    elif got.get("hls"):
+        print(f"player: {got['player']}" if got.get("player") else f"url: {url}")
+        print(f"hls: {got['hls']}")
+    if not got.get("hls"):
+        print(
+            f"mediagrid: {info['file_id']} is {got['state']}: {got['code']} ({got['message']})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+class _WaitLine:
+    """The media state on one stderr line while ``upload --wait`` waits."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, got: dict[str, Any]) -> None:
+        running = [j for j in got["jobs"] if j["state"] == "running"]
+        detail = ", ".join(f"{j['kind']} {j['progress'] * 100:.0f}%" for j in running)
+        sys.stderr.write(f"\r{got['state']}{': ' + detail if detail else ''}\x1b[K")
+        sys.stderr.flush()
 
 
 def cmd_download(c: Client, a: argparse.Namespace) -> int:
@@ -172,6 +206,9 @@ def cmd_media(c: Client, a: argparse.Namespace) -> int:
             f"  {job['kind']}: {job['state']} {job['progress'] * 100:.0f}%"
             + (f" {job['code']}" if job["code"] else "")
         )
+    for key in ("hls", "poster", "thumbnails_vtt"):
+        if got.get(key):
+            print(f"{key}: {got[key]}")
     return 0
 
 
@@ -225,6 +262,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--ttl", type=int, help="playback URL lifetime, s")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--progress", action="store_true", help="show progress even when not a tty")
+    sp.add_argument(
+        "--wait", action="store_true", help="wait until the first rendition plays; print its HLS URL"
+    )
+    sp.add_argument("--wait-timeout", type=float, default=600.0, help="give up waiting after this long, s")
     sp = add("download", cmd_download, "download a file")
     sp.add_argument("file_id")
     sp.add_argument("-o", "--output", help="output path, '-' for stdout")

@@ -309,6 +309,29 @@ class Client:
         path = f"/api/v1/media/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
         return self._cluster("GET", path).json()
 
+    def wait_playable(
+        self,
+        user: str,
+        file_id: str,
+        timeout: float = 600.0,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the file's media state until its first rendition plays (``hls`` is set) or
+        it is final without one (``failed``, ``not_media``); its last state. TimeoutError
+        after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        pause = 0.2
+        while True:
+            got = self.media(user, file_id)
+            if on_state is not None:
+                on_state(got)
+            if got.get("hls") or got["state"] in ("ready", "failed", "not_media", "none"):
+                return got
+            if time.monotonic() + pause > deadline:
+                raise TimeoutError(f"{file_id} is still {got['state']} after {timeout:g} s")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
+
     def download(
         self, user: str, file_id: str, dest: IO[bytes], progress: Progress | None = None
     ) -> dict[str, Any]:
