@@ -86,7 +86,10 @@ def test_an_upload_plays_as_hls_through_the_vip(
         listing = docker("exec", brick_host, "ls", brick_path(brick_host, grp, f"{path}.hls/source"))
         assert "index.m3u8" in listing.split(), (brick_host, listing)
     client.delete(user, "movie.mp4")
-    assert requests.get(got["hls"], timeout=30).status_code == 404
+    deadline = time.monotonic() + 5  # the front's cached descriptor is revalidated every second
+    while (status := requests.get(got["hls"], timeout=30).status_code) != 404:
+        assert status == 200 and time.monotonic() < deadline, status
+        time.sleep(0.2)
     for brick_host in GROUPS[grp]:
         leaf, name = path.rsplit("/", 1)
         listing = docker("exec", brick_host, "ls", brick_path(brick_host, grp, leaf)).split()
@@ -100,3 +103,58 @@ def test_random_bytes_are_not_media(lab: Lab, client: Client, tmp_path: Path) ->
     client.upload(fake, user, "fake.mp4")
     got = wait_media(client, user, "fake.mp4", want="not_media", timeout=60)
     assert (got["state"], got["code"], got["hls"]) == ("not_media", "not_media", None)
+
+
+def running_job(user: str, kind_prefix: str, timeout: float = 60) -> tuple[int, str, str]:
+    """(job id, kind, node) of the file's first job of that kind once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = sql(
+            "SELECT j.id, j.kind, j.node_id FROM media_jobs j JOIN files f ON f.sid = j.sid"
+            f" WHERE f.user = '{user}' AND j.kind LIKE '{kind_prefix}%' AND j.state = 'running'"
+            " AND j.progress > 0"
+        )
+        if rows:
+            return int(rows[0][0]), rows[0][1], rows[0][2]
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind_prefix} job of {user} ran within {timeout} s")
+
+
+def test_a_killed_worker_s_job_completes_on_the_peer(lab: Lab, client: Client, tmp_path: Path) -> None:
+    # a 30 s MPEG-4 Part 2 clip: its first rendition is a transcode that takes a while
+    src = tmp_path / "old.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=854x480:rate=30", "-f", "lavfi",
+         "-i", "sine", "-t", "30", "-c:v", "mpeg4", "-q:v", "5", "-c:a", "mp3", str(src)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    user = f"vodkill-{RUN}"
+    client.upload(src, user, "old.mkv")
+    job_id, kind, node = running_job(user, "hls:")
+    assert kind == "hls:480p"
+    # the worker dies mid-transcode (no chance to give the job back), and stays down
+    docker("exec", node, "systemctl", "kill", "-s", "KILL", "mediagrid-worker")
+    docker("exec", node, "systemctl", "stop", "mediagrid-worker")
+    try:
+        deadline = time.monotonic() + 180  # the lease (10 s in the lab) runs out, the peer takes it
+        while (row := sql(f"SELECT node_id, attempts, state FROM media_jobs WHERE id = {job_id}")[0])[2] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline, row
+            time.sleep(0.5)
+        got = client.media(user, "old.mkv")
+        assert got["state"] == "ready", got
+        peer = next(n for nodes in GROUPS.values() if node in nodes for n in nodes if n != node)
+        assert row == [peer, "2", "done"]
+        # byte-valid: every frame of the rendition decodes
+        decoded = subprocess.run(
+            ["ffmpeg", "-v", "error", "-xerror", "-i", got["hls"].replace("master.m3u8", "480p/index.m3u8"),
+             "-f", "null", "-"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert decoded.returncode == 0, decoded.stderr[-800:]
+        assert abs(float(ffprobe(got["hls"])) - 30) < 1
+    finally:
+        docker("exec", node, "systemctl", "start", "mediagrid-worker")
+    client.delete(user, "old.mkv")
