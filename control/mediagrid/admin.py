@@ -4,6 +4,7 @@ files table from the volumes after a restore."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pymysql
 
-from . import apps, config, quotas, rebuild, removed, schema
+from . import apps, config, jobs, quotas, rebuild, removed, schema
 from .db import connect
 from .errors import APIError
 
@@ -58,6 +59,7 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
                 state = quotas.usage(cur, args.name)
                 if state is None:
                     raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+                _media_quota(cur, args)
                 if args.max_bytes is not None or args.max_files is not None or args.unlimited:
                     limits = (
                         (None, None)
@@ -112,6 +114,60 @@ def _rebuild_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def _media_quota(cur: Any, args: argparse.Namespace) -> None:
+    """``app quota``'s media part: set (--media-max-jobs, --media-cpu-day, --unlimited) and
+    show the app's media job quotas and what it uses today."""
+    cur.execute("SELECT media_max_jobs, media_cpu_day FROM apps WHERE app = %s", (args.name,))
+    row = cur.fetchone()
+    if args.media_max_jobs is not None or args.media_cpu_day is not None or args.unlimited:
+        max_jobs = None if args.unlimited else args.media_max_jobs or row["media_max_jobs"]
+        cpu_day = None if args.unlimited else args.media_cpu_day or row["media_cpu_day"]
+        jobs.set_quota(cur, args.name, max_jobs, cpu_day)
+        row = {"media_max_jobs": max_jobs, "media_cpu_day": cpu_day}
+    held = jobs.blocked_apps(cur, args.name).get(args.name)
+    print(
+        f"media_max_jobs={row['media_max_jobs'] or 'unlimited'}"
+        f" media_cpu_day={row['media_cpu_day'] or 'unlimited'} media_waiting={held or '-'}"
+    )
+
+
+def _jobs_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
+    conn = connect(conf)
+    try:
+        with conn.cursor() as cur:
+            if args.action in ("retry", "cancel"):
+                if args.job_id is None:
+                    raise SystemExit(f"mediagrid-admin: jobs {args.action} needs a job id")
+                done = (jobs.retry if args.action == "retry" else jobs.cancel)(cur, args.job_id)
+                conn.commit()
+                print(f"job {args.job_id}: {args.action + ('d' if args.action == 'cancel' else 'ed')}"
+                      if done else f"job {args.job_id}: not a job that can be {args.action}ed")  # fmt: skip
+                return 0 if done else 1
+            view = jobs.overview(cur, args.app)
+        conn.commit()
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(view, indent=2, default=str))
+        return 0
+    print("jobs by state and class (0 first-playable, 1 on demand, 2 ladder, 3 backfill):")
+    for c in view["counts"]:
+        print(f"  {c['state']:<9} class {c['class']}  {c['n']:>5} jobs  cost {float(c['cost']):.1f}")
+    print("running per node:")
+    for n in view["nodes"]:
+        print(f"  {n['node_id']:<12} {n['jobs']} jobs, {float(n['cores']):.2f} cores")
+    print("queued and running:")
+    for j in view["jobs"]:
+        where = j["node_id"] if j["state"] == "running" else f"waiting: {j['waiting']}"
+        print(
+            f"  {j['id']:>6} {j['app']:<12} {j['kind']:<12} class {j['class']} cost {j['cost']:.2f}"
+            f" {j['state']} {j['progress'] * 100:.0f}% ({where})"
+        )
+    for j in view["failed"]:
+        print(f"  failed {j['id']:>6} {j['app']:<12} {j['kind']:<12} {j['code']}: {j['message']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mediagrid-admin", description=__doc__, allow_abbrev=False)
     parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
@@ -136,12 +192,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     app.add_argument("--max-files", type=int, help="quota: files the app may store")
     app.add_argument("--unlimited", action="store_true", help="quota: no limits")
+    app.add_argument("--media-max-jobs", type=int, help="quota: media jobs the app may run at once")
+    app.add_argument("--media-cpu-day", type=float, help="quota: CPU-seconds of media jobs per day (UTC)")
     app.add_argument(
         "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
     )
     node = sub.add_parser("node", help="remove a storage node (its key stops working) or allow it back")
     node.add_argument("action", choices=["remove", "allow", "list"])
     node.add_argument("node_id", nargs="?")
+    jb = sub.add_parser("jobs", help="the media job queue: what runs where, what waits and why")
+    jb.add_argument("action", nargs="?", default="list", choices=["list", "retry", "cancel"])
+    jb.add_argument("job_id", nargs="?", type=int)
+    jb.add_argument("--app", help="only this app's jobs")
+    jb.add_argument("--json", action="store_true")
     reb = sub.add_parser(
         "rebuild", help="put back the files rows a restored database lacks, from a group volume"
     )
@@ -164,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             return _rebuild_cmd(conf, args)
         if args.cmd == "node":
             return _node_cmd(conf, args)
+        if args.cmd == "jobs":
+            return _jobs_cmd(conf, args)
         if args.action != "list" and not args.name:
             parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)

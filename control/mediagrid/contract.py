@@ -266,6 +266,11 @@ class MediaJob(BaseModel):
     attempts: int
     node_id: str | None
     code: str | None
+    waiting: str | None = Field(
+        default=None,
+        description="why a queued job waits: queue (jobs before it), app_max_jobs or app_cpu_day"
+        " (its app is at a media quota)",
+    )
 
 
 class Rendition(BaseModel):

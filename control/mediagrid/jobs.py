@@ -68,9 +68,17 @@ def running_cores(cur: Any, node_id: str) -> float:
 def claim(
     conn: Connection, node_id: str, grp: str, budget: float, lease: float, max_attempts: int = 3
 ) -> Job | None:
-    """Lease the next job of ``grp`` that fits this node's budget (in cores), or None."""
-    while (row := _pick(conn, node_id, grp, budget, lease, max_attempts)) is _SPENT:
-        pass  # that candidate failed for good; the next one
+    """Lease the next job of ``grp`` that fits this node's budget (in cores) and whose app
+    is within its media quotas, or None."""
+    blocked: set[str] = set()
+    while True:
+        row = _pick(conn, node_id, grp, budget, lease, max_attempts, blocked)
+        if row is _SPENT:
+            continue  # that candidate failed for good; the next one
+        if isinstance(row, _Blocked):
+            blocked.add(row.app)  # its app reached a quota meanwhile: another app's job
+            continue
+        break
     if not isinstance(row, dict):
         return None
     return Job(
@@ -89,18 +97,69 @@ def claim(
 _SPENT = object()  # a candidate that had used up its attempts (now failed): pick again
 
 
-def _pick(conn: Connection, node_id: str, grp: str, budget: float, lease: float, max_attempts: int) -> object:
+@dataclass(frozen=True)
+class _Blocked:
+    app: str
+
+
+# Why an app's jobs wait (``waiting``): the stable codes the API and the admin view show.
+APP_MAX_JOBS, APP_CPU_DAY = "app_max_jobs", "app_cpu_day"
+
+# CPU-seconds a job has used: its recorded ones, plus, while it runs, its cores over the
+# time since it started.
+_USED = (
+    "cpu_seconds + IF(state = 'running' AND started IS NOT NULL,"
+    " TIMESTAMPDIFF(MICROSECOND, started, NOW(3)) / 1e6 * cores, 0)"
+)
+
+
+def blocked_apps(cur: Any, app: str | None = None) -> dict[str, str]:
+    """Apps at one of their media quotas (all, or just ``app``), each with why: at its
+    concurrent jobs (``app_max_jobs``) or its CPU-seconds of the day, UTC
+    (``app_cpu_day``). Their jobs wait while other apps' run."""
+    where = " AND a.app = %s" if app is not None else ""
+    args: tuple[Any, ...] = (app,) if app is not None else ()
+    cur.execute(
+        "SELECT a.app, a.media_max_jobs, a.media_cpu_day,"
+        " (SELECT COUNT(*) FROM media_jobs r WHERE r.app = a.app AND r.state = 'running'"
+        "  AND r.lease_until > NOW(3)) AS running,"
+        f" (SELECT COALESCE(SUM({_USED}), 0) FROM media_jobs d WHERE d.app = a.app"
+        "  AND (d.state = 'running' OR d.finished >= CURDATE())) AS used"
+        " FROM apps a WHERE (a.media_max_jobs IS NOT NULL OR a.media_cpu_day IS NOT NULL)" + where,
+        args,
+    )
+    out: dict[str, str] = {}
+    for row in cur.fetchall():
+        if row["media_max_jobs"] is not None and row["running"] >= row["media_max_jobs"]:
+            out[str(row["app"])] = APP_MAX_JOBS
+        elif row["media_cpu_day"] is not None and float(row["used"]) >= float(row["media_cpu_day"]):
+            out[str(row["app"])] = APP_CPU_DAY
+    return out
+
+
+def _pick(
+    conn: Connection,
+    node_id: str,
+    grp: str,
+    budget: float,
+    lease: float,
+    max_attempts: int,
+    blocked: set[str],
+) -> object:
     try:
         conn.begin()
         with conn.cursor() as cur:
             used = running_cores(cur, node_id)
             room = budget - used if used > 0 else float("inf")
+            blocked = blocked | set(blocked_apps(cur))
+            skip = " AND app NOT IN (" + ", ".join(["%s"] * len(blocked)) + ")" if blocked else ""
             cur.execute(
                 "SELECT id, sid, app, grp, kind, class, cost, cores, attempts FROM media_jobs"
                 " WHERE grp = %s AND cores <= %s"
                 " AND (state = 'queued' OR (state = 'running' AND lease_until <= NOW(3)))"
-                " ORDER BY class, cost DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (grp, min(room, 1e300)),
+                + skip
+                + " ORDER BY class, cost DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (grp, min(room, 1e300), *sorted(blocked)),
             )
             row = cur.fetchone()
             if row is None:
@@ -114,6 +173,12 @@ def _pick(conn: Connection, node_id: str, grp: str, budget: float, lease: float,
                 )
                 conn.commit()
                 return _SPENT
+            # Claims of one app serialise on its row, so two nodes never both take its
+            # last concurrent slot; re-checked under that lock.
+            cur.execute("SELECT app FROM apps WHERE app = %s FOR UPDATE", (row["app"],))
+            if blocked_apps(cur, str(row["app"])):
+                conn.commit()
+                return _Blocked(str(row["app"]))
             cur.execute(
                 "UPDATE media_jobs SET state = 'running', node_id = %s, attempts = attempts + 1,"
                 " lease_until = NOW(3) + INTERVAL %s MICROSECOND, started = NOW(3), progress = 0"
@@ -155,8 +220,8 @@ def release(conn: Connection, job: Job, node_id: str) -> bool:
     stopping, not failing): another node may take it at once."""
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE media_jobs SET state = 'queued', node_id = NULL, lease_until = NULL,"
-            " attempts = attempts - 1, progress = 0"
+            f"UPDATE media_jobs SET cpu_seconds = {_USED}, state = 'queued', node_id = NULL,"
+            " lease_until = NULL, attempts = attempts - 1, progress = 0"
             " WHERE id = %s AND node_id = %s AND state = 'running' AND attempts = %s",
             (job.id, node_id, job.attempts),
         )
@@ -169,8 +234,8 @@ def mark_finished(cur: Any, job: Job, node_id: str, code: str | None = None, mes
     """``finish`` inside the caller's transaction (which publishes the job's output with
     it): True if the job was still this node's and is now marked."""
     cur.execute(
-        "UPDATE media_jobs SET state = %s, code = %s, message = %s, progress = IF(%s, 1, progress),"
-        " lease_until = NULL, finished = NOW(3)"
+        f"UPDATE media_jobs SET cpu_seconds = {_USED}, state = %s, code = %s, message = %s,"
+        " progress = IF(%s, 1, progress), lease_until = NULL, finished = NOW(3)"
         " WHERE id = %s AND node_id = %s AND state = 'running' AND attempts = %s",
         ("done" if code is None else "failed", code, message[:255] or None, code is None,
          job.id, node_id, job.attempts),
@@ -187,3 +252,64 @@ def cancel_file(cur: Any, sid: int) -> int:
         (sid,),
     )
     return int(cur.rowcount)
+
+
+def set_quota(cur: Any, app: str, max_jobs: int | None, cpu_day: float | None) -> bool:
+    """Set the app's media quotas (None: unlimited); whether the app exists."""
+    cur.execute(
+        "UPDATE apps SET media_max_jobs = %s, media_cpu_day = %s WHERE app = %s", (max_jobs, cpu_day, app)
+    )
+    cur.execute("SELECT 1 FROM apps WHERE app = %s", (app,))
+    return cur.fetchone() is not None
+
+
+def overview(cur: Any, app: str | None = None) -> dict[str, Any]:
+    """The admin view: jobs by state and class, what each node runs (cores, jobs), the
+    queued and running jobs with why they wait, and the latest failures."""
+    mine, args = (" AND app = %s", (app,)) if app else ("", ())
+
+    def rows(sql: str) -> list[dict[str, Any]]:
+        cur.execute(sql.format(mine=mine), args)
+        return [dict(r) for r in cur.fetchall()]
+
+    cols = "id, sid, app, grp, kind, class, cost, cores, attempts, state, node_id, progress, code, message"
+    counts = rows(
+        "SELECT state, class, COUNT(*) AS n, COALESCE(SUM(cost), 0) AS cost FROM media_jobs"
+        " WHERE TRUE{mine} GROUP BY state, class ORDER BY state, class"
+    )
+    nodes = rows(
+        "SELECT node_id, COUNT(*) AS jobs, SUM(cores) AS cores FROM media_jobs"
+        " WHERE state = 'running' AND lease_until > NOW(3){mine} GROUP BY node_id ORDER BY node_id"
+    )
+    live = rows(
+        f"SELECT {cols} FROM media_jobs WHERE state IN ('queued', 'running'){{mine}}"
+        " ORDER BY state DESC, class, cost DESC, id LIMIT 200"
+    )
+    failed = rows(
+        f"SELECT {cols} FROM media_jobs WHERE state = 'failed'{{mine}} ORDER BY finished DESC LIMIT 20"
+    )
+    held = blocked_apps(cur, app)
+    for job in live:
+        job["waiting"] = (held.get(job["app"]) or "queue") if job["state"] == "queued" else None
+    return {"counts": counts, "nodes": nodes, "jobs": live, "failed": failed, "blocked_apps": held}
+
+
+def retry(cur: Any, job_id: int) -> bool:
+    """Queue a failed or cancelled job again, its attempts reset; False if it is not one."""
+    cur.execute(
+        "UPDATE media_jobs j JOIN files f ON f.sid = j.sid SET j.state = 'queued', j.attempts = 0,"
+        " j.code = NULL, j.message = NULL, j.node_id = NULL, j.lease_until = NULL, j.progress = 0,"
+        " j.finished = NULL WHERE j.id = %s AND j.state IN ('failed', 'cancelled')",
+        (job_id,),
+    )
+    return bool(cur.rowcount == 1)
+
+
+def cancel(cur: Any, job_id: int) -> bool:
+    """Cancel a queued or running job (its worker stops at its next renewal)."""
+    cur.execute(
+        "UPDATE media_jobs SET state = 'cancelled', code = 'cancelled', lease_until = NULL,"
+        " finished = NOW(3) WHERE id = %s AND state IN ('queued', 'running')",
+        (job_id,),
+    )
+    return bool(cur.rowcount == 1)

@@ -119,6 +119,19 @@ class Info:
         out["copyable"] = self.copyable
         return out
 
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Info:
+        """The reading :meth:`as_dict` recorded (``media.info``)."""
+        video, audio = doc.get("video"), doc.get("audio")
+        return cls(
+            container=str(doc["container"]),
+            duration=float(doc["duration"]),
+            size=int(doc["size"]),
+            bitrate=int(doc["bitrate"]),
+            video=Video(**video) if video else None,
+            audio=Audio(**audio) if audio else None,
+        )
+
 
 def _rate(text: str | None) -> float:
     try:

@@ -176,6 +176,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS cores DOUBLE NOT NULL DEFAULT 1 AFTER cost",
         ],
     ),
+    # 11: qos_reports (the player's reports)
+    (
+        12,
+        "per-app media job quotas: concurrent jobs and CPU-seconds per day",
+        [
+            "ALTER TABLE apps ADD COLUMN IF NOT EXISTS media_max_jobs INT UNSIGNED NULL,"
+            " ADD COLUMN IF NOT EXISTS media_cpu_day DOUBLE NULL",
+            "ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS cpu_seconds DOUBLE NOT NULL DEFAULT 0"
+            " AFTER cores, ADD KEY IF NOT EXISTS media_jobs_app (app, state, finished)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -251,7 +251,20 @@ def _sprite(conn: Connection, node: Node, job: jobs.Job) -> None:
     _make(conn, node, job, work)
 
 
-HANDLERS = {"probe": _probe, "hls": _hls, "poster": _poster, "sprite": _sprite}
+def _thumb(conn: Connection, node: Node, job: jobs.Job) -> None:
+    """A thumbnail a player asked for (``thumb:<seconds>``), made once."""
+    t = job.kind.split(":", 1)[1]
+
+    def work(src: Path, folder: Path, info: probe.Info, _: package.Progress) -> None:
+        try:
+            thumbs.at(src, folder / "thumb" / f"{t}.jpg", float(t), info)
+        except ValueError as err:
+            raise package.PackageFailed("no_such_time", str(err)) from None
+
+    _make(conn, node, job, work)
+
+
+HANDLERS = {"probe": _probe, "hls": _hls, "poster": _poster, "sprite": _sprite, "thumb": _thumb}
 
 
 def run(conn: Connection, node: Node, job: jobs.Job) -> None:

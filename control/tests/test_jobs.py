@@ -4,6 +4,9 @@ another node, SKIP LOCKED claims, attempts that end in a failure, cancellation."
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -117,3 +120,74 @@ def test_deleting_the_file_cancels_its_jobs(conn: Connection, grp: str) -> None:
     conn.commit()
     assert not jobs.renew(conn, running, grp + "-a", 60, 0.5)  # the worker stops
     assert jobs.claim(conn, grp + "-b", grp, budget=10.0, lease=60) is None
+
+
+def test_an_app_at_its_quota_waits_while_others_run(cluster: DevCluster, conn: Connection, grp: str) -> None:
+    busy, calm = f"busy{grp}", f"calm{grp}"
+    cluster.add_app(busy)
+    cluster.add_app(calm)
+    with conn.cursor() as cur:
+        assert jobs.set_quota(cur, busy, 1, None)
+        for i in range(3):  # the busy app's jobs are the most expensive: first, were it not held
+            jobs.enqueue(cur, time.monotonic_ns(), busy, grp, f"big{i}", jobs.LADDER, 10.0, 1.0)
+        for i in range(2):
+            jobs.enqueue(cur, time.monotonic_ns(), calm, grp, f"small{i}", jobs.LADDER, 1.0, 1.0)
+    conn.commit()
+    taken = []
+    while (job := jobs.claim(conn, grp + "-a", grp, budget=100.0, lease=60)) is not None:
+        taken.append(job)
+    # one of the busy app's (its limit), then the calm app's go ahead of its other two
+    assert [(j.app, j.kind) for j in taken] == [(busy, "big0"), (calm, "small0"), (calm, "small1")]
+    with conn.cursor() as cur:
+        assert jobs.blocked_apps(cur, busy) == {busy: jobs.APP_MAX_JOBS}
+        view = jobs.overview(cur, busy)
+    conn.commit()
+    assert [j["waiting"] for j in view["jobs"] if j["state"] == "queued"] == ["app_max_jobs"] * 2
+    assert jobs.finish(conn, taken[0], grp + "-a")  # its slot frees: the next one runs
+    again = jobs.claim(conn, grp + "-a", grp, budget=100.0, lease=60)
+    assert again is not None and (again.app, again.kind) == (busy, "big1")
+    # a CPU-seconds-per-day quota: the work done today counts (cores x seconds)
+    time.sleep(0.2)
+    assert jobs.finish(conn, again, grp + "-a")
+    with conn.cursor() as cur:
+        jobs.set_quota(cur, busy, None, 0.1)
+        assert jobs.blocked_apps(cur, busy) == {busy: jobs.APP_CPU_DAY}
+    conn.commit()
+    assert jobs.claim(conn, grp + "-a", grp, budget=100.0, lease=60) is None
+    with conn.cursor() as cur:
+        jobs.set_quota(cur, busy, None, None)
+    conn.commit()
+    last = jobs.claim(conn, grp + "-a", grp, budget=100.0, lease=60)
+    assert last is not None and last.kind == "big2"
+
+
+def test_the_admin_view_retries_and_cancels(
+    cluster: DevCluster, conn: Connection, grp: str, admin_env: dict[str, str]
+) -> None:
+    app = f"adm{grp}"
+    cluster.add_app(app)
+    with conn.cursor() as cur:
+        jobs.enqueue(cur, time.monotonic_ns(), app, grp, "hls:720p", jobs.LADDER, 5.0, 1.0)
+        jobs.enqueue(cur, time.monotonic_ns(), app, grp, "sprite", jobs.BACKFILL, 1.0, 1.0)
+    conn.commit()
+    running = jobs.claim(conn, grp + "-a", grp, budget=1.0, lease=60)
+    assert running is not None and running.kind == "hls:720p"
+    admin = [sys.executable, "-m", "mediagrid.admin"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*admin, *args], env=admin_env, capture_output=True, text=True, timeout=60)
+
+    view = json.loads(run("jobs", "--app", app, "--json").stdout)
+    assert view["nodes"] == [{"node_id": grp + "-a", "jobs": 1, "cores": 1.0}]
+    assert [(j["kind"], j["state"], j["waiting"]) for j in view["jobs"]] == [
+        ("hls:720p", "running", None),
+        ("sprite", "queued", "queue"),
+    ]
+    text = run("jobs", "--app", app).stdout
+    assert "hls:720p" in text and "waiting: queue" in text
+    assert run("jobs", "cancel", str(running.id)).returncode == 0
+    assert not jobs.renew(conn, running, grp + "-a", 60, 0.5)  # its worker stops
+    assert run("jobs", "cancel", str(running.id)).returncode == 1  # nothing left to cancel
+    assert run("jobs", "retry", str(running.id)).returncode == 1  # its file is not a file here
+    out = run("app", "quota", app, "--media-max-jobs", "2")
+    assert out.returncode == 0 and "media_max_jobs=2" in out.stdout, out.stderr

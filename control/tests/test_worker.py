@@ -20,7 +20,7 @@ from mediagrid.client import Client, MediagridError
 from mediagrid.db import Connection, one
 from mediagrid_dev import DevCluster
 
-from .media import H264_AAC, clip
+from .media import H264_AAC, clip, ffmpeg
 
 pytestmark = pytest.mark.integration
 
@@ -257,3 +257,54 @@ def test_a_stopping_worker_gives_its_job_back(
     assert not any(folder.iterdir()) if folder.exists() else True  # nothing partial is left
     assert drain(cluster, conn, row["grp"], row["sid"])[0] == "hls:480p"  # another node finishes it
     assert client.media(user_of(conn, row["sid"]), src.name)["state"] == "ready"
+
+
+def _rotated(tmp_path: Path) -> Path:
+    """A phone video: H.264 stored 320x240 with a 90 degree display rotation (set by a
+    stream copy: this ffmpeg keeps the tag only then)."""
+    plain = clip(tmp_path / "plain.mp4", *H264_AAC, secs=2)
+    return ffmpeg(tmp_path / "phone.mp4", "-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90")
+
+
+def _corrupt(tmp_path: Path) -> Path:
+    """An MPEG-4 Part 2 video whose middle is overwritten with garbage (corrupt frames)."""
+    src = clip(tmp_path / "broken.avi", "-c:v", "mpeg4", "-c:a", "mp3", size="640x360", secs=4)
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = os.urandom(8192)
+    src.write_bytes(bytes(data))
+    return src
+
+
+def test_bad_and_odd_inputs_end_in_a_clear_state(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    audio = ffmpeg(tmp_path / "song.m4a", "-f", "lavfi", "-i", "sine=frequency=330", "-t", "3", "-c:a", "aac")
+    vfr = ffmpeg(
+        tmp_path / "vfr.mp4", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-t", "3",
+        "-vf", "select='not(mod(n\\,3))+eq(mod(n\\,7)\\,1)'", "-fps_mode", "vfr",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p",
+    )  # fmt: skip
+    cases = {"audio": audio, "rotated": _rotated(tmp_path), "vfr": vfr, "corrupt": _corrupt(tmp_path)}
+    rows = {name: upload(client, cluster, conn, src) for name, src in cases.items()}
+    for row in rows.values():
+        drain(cluster, conn, row["grp"], row["sid"])
+    got = {name: client.media(user_of(conn, row["sid"]), cases[name].name) for name, row in rows.items()}
+    for name, state in got.items():  # every job ended; nothing is left running or queued
+        assert all(j["state"] in ("done", "failed") for j in state["jobs"]), (name, state["jobs"])
+    # audio alone: an AAC rendition, no pictures
+    assert got["audio"]["state"] == "ready" and got["audio"]["info"]["kind"] == "audio"
+    assert [r["name"] for r in got["audio"]["renditions"]] == ["audio"] and got["audio"]["poster"] is None
+    master = requests.get(got["audio"]["hls"], timeout=5).text
+    assert 'CODECS="mp4a.40.2"' in master and "RESOLUTION" not in master
+    # the phone video plays upright: transcoded (not copied), 240 wide and 320 high
+    rotated = got["rotated"]
+    assert rotated["state"] == "ready" and rotated["info"]["video"]["rotation"] in (90, 270)
+    assert "source" not in [r["name"] for r in rotated["renditions"]]
+    assert "RESOLUTION=240x320" in requests.get(rotated["hls"], timeout=5).text
+    # variable frame rate: copied, and it plays for its whole length
+    assert got["vfr"]["state"] == "ready" and got["vfr"]["info"]["video"]["vfr"]
+    # corrupt frames: the decoder conceals them and the transcode completes, or the
+    # rendition fails with a code; either way a clear state
+    corrupt = got["corrupt"]
+    assert corrupt["state"] == "ready" or (corrupt["state"] == "failed" and corrupt["code"]), corrupt
