@@ -273,6 +273,12 @@ class MediaJob(BaseModel):
     )
 
 
+class Pending(BaseModel):
+    state: str = Field(json_schema_extra={"enum": ["queued"]})
+    name: str = Field(description="the file asked for, relative to the video's renditions")
+    retry_after: int = Field(description="seconds to wait before asking again (also Retry-After)")
+
+
 class Rendition(BaseModel):
     name: str = Field(description="source (the upload's streams, copied) or a rung such as 720p")
     state: str = Field(json_schema_extra={"enum": ["queued", "running", "done", "failed", "cancelled"]})
@@ -381,10 +387,11 @@ api = SpecTree(
 @functools.cache
 def document() -> dict[str, Any]:
     """The OpenAPI document of every service's routes."""
-    from . import gateway, idservice, storage, tracker, web
+    from . import gateway, idservice, ondemand, storage, tracker, web
 
     whole = Flask("mediagrid.contract")
-    for bp in (web.health_blueprint("contract"), tracker.bp, idservice.bp, storage.bp, gateway.bp):
+    blueprints = (tracker.bp, ondemand.bp, idservice.bp, storage.bp, gateway.bp)
+    for bp in (web.health_blueprint("contract"), *blueprints):
         whole.register_blueprint(bp)
     api.app = whole
     spec: dict[str, Any] = api.spec

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import jobs, ladder, probe
 from .db import get_db
+from .errors import APIError
 
 PROBE_COST = 0.01  # CPU units: ffprobe reads headers, it decodes nothing
 
@@ -96,23 +97,17 @@ THUMB_COST = 0.001
 SECONDS_PER_UNIT = 0.3  # about how long one CPU unit (a 720p30 second) takes at veryfast, one core
 
 
-class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def request(cur: Any, sid: int, app: str, grp: str, name: str) -> int:
     """A player asked for ``name`` (under the video's renditions directory), which nginx
     did not find: queue what makes it (on-demand class, or promote a queued ladder job) and
-    return the seconds to retry after. ``Refused`` if it is nothing that can be made."""
+    return the seconds to retry after. An ``APIError`` if it is nothing that can be made."""
     match = ON_DEMAND_RE.fullmatch(name)
     if match is None:
-        raise Refused(404, "not_found", "no such rendition file")
+        raise APIError(404, "no_such_rendition", "no such rendition file")
     cur.execute("SELECT state, info FROM media WHERE sid = %s", (sid,))
     row = cur.fetchone()
     if row is None or not row["info"]:
-        raise Refused(404, "not_found", "the video has no renditions")
+        raise APIError(404, "no_such_rendition", "the video has no renditions")
     info = probe.Info.from_dict(json.loads(row["info"]))
     if match["rung"]:
         kind, klass = f"hls:{match['rung']}", jobs.ON_DEMAND
@@ -120,16 +115,16 @@ def request(cur: Any, sid: int, app: str, grp: str, name: str) -> int:
             (r for r in ladder.rungs_for(info, tuple(ladder.RUNGS.values())) if r.name == match["rung"]), None
         )
         if rung is None:
-            raise Refused(404, "no_such_rung", f"no {match['rung']} rendition for a source of this size")
+            raise APIError(404, "no_such_rung", f"no {match['rung']} rendition for a source of this size")
         cost, cores = ladder.cost(info, rung), float(min(4, max(1, math.ceil(rung.height / 720))))
     else:
         t = float(match["t"])
         if info.video is None or t > info.duration:
-            raise Refused(404, "no_such_time", "no picture at that time")
+            raise APIError(404, "no_such_time", "no picture at that time")
         kind, klass, cost, cores = f"thumb:{match['t']}", jobs.ON_DEMAND, THUMB_COST, 0.5
         cur.execute("SELECT COUNT(*) AS n FROM media_jobs WHERE sid = %s AND kind LIKE 'thumb:%%'", (sid,))
         if int(cur.fetchone()["n"]) >= MAX_THUMBS and not _known(cur, sid, kind):
-            raise Refused(429, "too_many_thumbnails", f"at most {MAX_THUMBS} thumbnails per video")
+            raise APIError(429, "too_many_thumbnails", f"at most {MAX_THUMBS} thumbnails per video")
     if not jobs.enqueue(cur, sid, app, grp, kind, klass, cost, cores):
         # queued already (a ladder rung a player wants now goes ahead of the ladder), or
         # done a moment ago, or failed for good
@@ -143,7 +138,7 @@ def request(cur: Any, sid: int, app: str, grp: str, name: str) -> int:
         )
         job = cur.fetchone()
         if job["state"] in ("failed", "cancelled"):
-            raise Refused(404, "rendition_failed", f"{name} could not be made")
+            raise APIError(404, "rendition_failed", f"{name} could not be made")
         remaining = float(job["cost"]) * (1 - float(job["progress"])) / max(float(job["cores"]), 0.1)
         return max(1, min(30, math.ceil(remaining * SECONDS_PER_UNIT)))
     return max(1, min(30, math.ceil(cost * SECONDS_PER_UNIT / cores) + 1))

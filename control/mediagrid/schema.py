@@ -176,7 +176,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE media_jobs ADD COLUMN IF NOT EXISTS cores DOUBLE NOT NULL DEFAULT 1 AFTER cost",
         ],
     ),
-    # 11: qos_reports (the player's reports)
+    (
+        11,
+        "player QoS reports: first-frame time, stalls, quality switches per view",
+        [
+            """CREATE TABLE IF NOT EXISTS qos_reports (
+                id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                sid BIGINT UNSIGNED NOT NULL,
+                app VARCHAR(64) NOT NULL,
+                first_frame_ms DOUBLE NULL,
+                stalls INT UNSIGNED NOT NULL,
+                stall_ms DOUBLE NOT NULL,
+                switches INT UNSIGNED NOT NULL,
+                errors INT UNSIGNED NOT NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                KEY qos_reports_sid (sid, created),
+                KEY qos_reports_app (app, created)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
     (
         12,
         "per-app media job quotas: concurrent jobs and CPU-seconds per day",
@@ -204,6 +222,14 @@ def current_version(cur: Any) -> int:
     return int(cur.fetchone()["v"])
 
 
+def applied_versions(cur: Any) -> set[int]:
+    """The migrations applied. Not every one below the highest: 11 came after 12 was
+    deployed (the numbers were reserved), so a database at 12 still lacks it."""
+    current_version(cur)  # creates the table on a fresh database
+    cur.execute("SELECT version FROM schema_version")
+    return {int(row["version"]) for row in cur.fetchall()}
+
+
 def upgrade(conf: Mapping[str, Any]) -> list[int]:
     """Apply missing migrations; return the versions applied (empty when up to date)."""
     conn = connect(conf)
@@ -214,9 +240,9 @@ def upgrade(conf: Mapping[str, Any]) -> list[int]:
             if not one(cur)["ok"]:
                 raise RuntimeError("could not take the schema lock")
             try:
-                have = current_version(cur)
+                have = applied_versions(cur)
                 for version, description, statements in MIGRATIONS:
-                    if version <= have:
+                    if version in have:
                         continue
                     for sql in statements:
                         cur.execute(sql)

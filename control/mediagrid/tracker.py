@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, files, links, media, names
+from . import auth, files, links, media, names, ondemand
 from .contract import (
     Accepted,
     Groups,
@@ -185,7 +185,7 @@ def openapi() -> ResponseReturnValue:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = create_service("tracker", [bp], test_config)
+    app = create_service("tracker", [bp, ondemand.bp], test_config)
     conf = app.config
     path = conf["TRACKER_STATE_PATH"] or os.path.join(tempfile.gettempdir(), "mediagrid-tracker.sqlite")
     app.extensions["mediagrid_nodes"] = NodeTable(path, conf["OFFLINE_AFTER"], conf["TRACKER_SNAPSHOT_TTL"])

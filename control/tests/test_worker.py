@@ -308,3 +308,34 @@ def test_bad_and_odd_inputs_end_in_a_clear_state(
     # rendition fails with a code; either way a clear state
     corrupt = got["corrupt"]
     assert corrupt["state"] == "ready" or (corrupt["state"] == "failed" and corrupt["code"]), corrupt
+
+
+def test_a_player_asks_for_a_rung_and_a_thumbnail_on_demand(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    src = clip(tmp_path / "wide.mp4", *H264_AAC, size="854x480", secs=3)
+    row = upload(client, cluster, conn, src)
+    drain(cluster, conn, row["grp"], row["sid"])
+    got = client.media(user_of(conn, row["sid"]), src.name)
+    base = got["hls"].rsplit("/", 1)[0]
+    assert "240p" not in requests.get(got["hls"], timeout=5).text  # not in the ladder
+    asked = requests.get(f"{base}/240p/index.m3u8", timeout=5)
+    assert asked.status_code == 202 and int(asked.headers["Retry-After"]) >= 1, asked.text
+    assert asked.json()["state"] == "queued"
+    assert requests.get(f"{base}/240p/index.m3u8", timeout=5).status_code == 202  # queued once
+    thumb = requests.get(f"{base}/thumb/1.5.jpg", timeout=5)
+    assert thumb.status_code == 202
+    assert drain(cluster, conn, row["grp"], row["sid"]) == ["hls:240p", "thumb:1.5"]  # on-demand class
+    made = requests.get(f"{base}/240p/index.m3u8", timeout=5)
+    assert made.status_code == 200 and "#EXT-X-ENDLIST" in made.text
+    deadline = time.monotonic() + 3  # now listed (nginx revalidates its descriptor each second)
+    while "RESOLUTION=428x240" not in (master := requests.get(got["hls"], timeout=5).text):
+        assert time.monotonic() < deadline, master
+        time.sleep(0.2)
+    picture = requests.get(f"{base}/thumb/1.5.jpg", timeout=5)
+    assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"
+    # what cannot be made: a rung above the source, a time past the end, a random name
+    for name, code in (("1080p/index.m3u8", "no_such_rung"), ("thumb/99.0.jpg", "no_such_time"),
+                       ("nothing.txt", "no_such_rendition")):  # fmt: skip
+        refused = requests.get(f"{base}/{name}", timeout=5)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, code), name
