@@ -13,10 +13,6 @@ Nothing is made that nobody asked for beyond the ladder, and a bound per video
 
 from __future__ import annotations
 
-import hmac
-import re
-import time
-
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -27,11 +23,6 @@ from .errors import APIError
 
 bp = Blueprint("ondemand", __name__)
 
-_PATH = re.compile(
-    r"(?P<token>[A-Za-z0-9_-]{22})/(?P<expires>[0-9]{1,12})/(?P<grp>[a-z0-9][a-z0-9_-]{0,31})/"
-    r"(?P<rel>[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{16}(?:\.[a-z0-9]{1,10})?)\.hls/(?P<name>.+)"
-)
-
 
 @bp.get("/api/v1/ondemand/<path:rest>")
 @api.validate(resp=answers(HTTP_202=Pending, also=(429,)), security={})
@@ -40,25 +31,22 @@ def missing(rest: str) -> ResponseReturnValue:
     (``<prefix>/<token>/<expires>/<group>/<path>.hls/<name>``): 202 and Retry-After while
     what makes it is queued; 404 if it is nothing that can be made (nginx only)."""
     conf = current_app.config
-    prefix = conf["HLS_PREFIX"].strip("/") + "/"
-    match = _PATH.fullmatch(rest[len(prefix) :]) if rest.startswith(prefix) else None
-    if match is None or not conf["LINK_KEY"]:
-        raise APIError(404, "no_such_rendition", "no such rendition file")
-    obj = f"/{match['grp']}/{match['rel']}.hls"
-    want = links.token(conf["LINK_KEY"], conf["HLS_PREFIX"] + obj, int(match["expires"]))
-    # nginx checked both before its 404 brought the request here: this is the second check
-    if not hmac.compare_digest(want, match["token"]) or int(match["expires"]) < time.time():
+    path = "/" + rest
+    # nginx checked the token before its 404 brought the request here: this is the second check
+    video = links.verify_hls(conf["LINK_KEY"], conf["HLS_PREFIX"], path)
+    if video is None:
         raise APIError(403, "bad_link", "the link's token does not match or has expired")
-    sid = names.storage_sid(match["rel"])
-    if sid is None:
-        raise APIError(404, "no_such_rendition", "no such rendition file")
+    grp, rel = video
+    name = path.split(".hls/", 1)[1]
+    sid = names.storage_sid(rel)
+    assert sid is not None  # verify_hls takes storage paths only
     with transaction() as cur:
-        cur.execute("SELECT app FROM files WHERE sid = %s AND grp = %s", (sid, match["grp"]))
+        cur.execute("SELECT app FROM files WHERE sid = %s AND grp = %s", (sid, grp))
         row = cur.fetchone()
         if row is None:
             raise APIError(404, "file_not_found", "the video is gone")
-        retry = media.request(cur, sid, str(row["app"]), match["grp"], match["name"])
-    resp = jsonify(state="queued", name=match["name"], retry_after=retry)
+        retry = media.request(cur, sid, str(row["app"]), grp, name)
+    resp = jsonify(state="queued", name=name, retry_after=retry)
     resp.status_code = 202
     resp.headers["Retry-After"] = str(retry)
     resp.headers["Cache-Control"] = "no-store"
