@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conftest import PREFIX, ROOT, docker
+from .conftest import GROUPS, PREFIX, ROOT, Lab, docker
 
 VIP = f"{PREFIX}.10"
 FRONT = {"tracker1": f"{PREFIX}.11", "tracker2": f"{PREFIX}.12"}
@@ -161,3 +161,12 @@ def front_back(node: str) -> None:
     wait_until(f"{node} answers", lambda: http_status(FRONT[node], "/api/v1/health")[0] == 200, 120)
     wait_until(f"{node} holds the VIP", lambda: holders(VIP, list(FRONT)) == [node], 60)
     wait_until("the VIP answers", lambda: http_status(VIP, "/api/v1/health")[0] == 200, 30)
+
+
+def storage_back(lab: Lab, node: str, group: str) -> None:
+    """A stopped or cut-off storage node is running, ACTIVE, and its group healed."""
+    if docker("inspect", "-f", "{{.State.Running}}", node).strip() != "true":
+        docker("start", node)
+    lab.wait_states({node: "ACTIVE"}, 180)
+    wait_until(f"{group} healed", lambda: heal_entries(node, group) == 0, 180, step=1)
+    wait_until(f"{group} VIP on one node", lambda: len(holders(GROUP_VIP[group], GROUPS[group])) == 1, 30)

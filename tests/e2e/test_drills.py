@@ -31,7 +31,6 @@ from mediagrid.signing import signed_headers
 from .conftest import GROUPS, Lab, docker, sql
 from .drills import (
     FRONT,
-    GROUP_VIP,
     STORAGE,
     VIP,
     Prober,
@@ -43,6 +42,7 @@ from .drills import (
     http_status,
     put_text,
     record,
+    storage_back,
     wait_until,
 )
 
@@ -62,15 +62,6 @@ def drill_client(lab: Lab) -> Client:
     """A client as an application would configure it: short timeouts, so a request stuck
     on a dead node fails over in seconds instead of minutes."""
     return lab.client(timeout=10)
-
-
-def storage_back(lab: Lab, node: str, group: str) -> None:
-    """A stopped or cut-off storage node is running, ACTIVE, and its group healed."""
-    if docker("inspect", "-f", "{{.State.Running}}", node).strip() != "true":
-        docker("start", node)
-    lab.wait_states({node: "ACTIVE"}, 180)
-    wait_until(f"{group} healed", lambda: heal_entries(node, group) == 0, 180, step=1)
-    wait_until(f"{group} VIP on one node", lambda: len(holders(GROUP_VIP[group], GROUPS[group])) == 1, 30)
 
 
 def write_files(tmp: Path, count: int, low: int, high: int, seed: int) -> list[Path]:

@@ -12,11 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from mediagrid.client import Client
 
 from .conftest import GROUPS, Lab, brick_path, docker, sql
+from .drills import storage_back
 
 RUN = uuid.uuid4().hex[:6]
 
@@ -120,14 +122,47 @@ def running_job(user: str, kind_prefix: str, timeout: float = 60) -> tuple[int, 
     raise AssertionError(f"no {kind_prefix} job of {user} ran within {timeout} s")
 
 
-def test_a_killed_worker_s_job_completes_on_the_peer(lab: Lab, client: Client, tmp_path: Path) -> None:
-    # a 30 s MPEG-4 Part 2 clip: its first rendition is a transcode that takes a while
-    src = tmp_path / "old.mkv"
+@pytest.fixture(scope="module")
+def old(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30 s 854x480 MPEG-4 Part 2 clip: its first rendition is a transcode that takes a while."""
+    src = tmp_path_factory.mktemp("vod") / "old.mkv"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=854x480:rate=30", "-f", "lavfi",
          "-i", "sine", "-t", "30", "-c:v", "mpeg4", "-q:v", "5", "-c:a", "mp3", str(src)],
         check=True, timeout=120,
     )  # fmt: skip
+    return src
+
+
+def peer_of(node: str) -> str:
+    return next(n for nodes in GROUPS.values() if node in nodes for n in nodes if n != node)
+
+
+def wait_job(job_id: int, timeout: float = 180) -> list[str]:
+    """(node, attempts, state) of a job once it is no longer queued or running."""
+    deadline = time.monotonic() + timeout
+    while (row := sql(f"SELECT node_id, attempts, state FROM media_jobs WHERE id = {job_id}")[0])[2] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline, row
+        time.sleep(0.5)
+    return row
+
+
+def decodes(url: str) -> None:
+    """Every frame of an HLS rendition decodes."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-xerror", "-i", url, "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-800:]
+
+
+def test_a_killed_worker_s_job_completes_on_the_peer(lab: Lab, client: Client, old: Path) -> None:
+    src = old
     user = f"vodkill-{RUN}"
     client.upload(src, user, "old.mkv")
     job_id, kind, node = running_job(user, "hls:")
@@ -136,25 +171,91 @@ def test_a_killed_worker_s_job_completes_on_the_peer(lab: Lab, client: Client, t
     docker("exec", node, "systemctl", "kill", "-s", "KILL", "mediagrid-worker")
     docker("exec", node, "systemctl", "stop", "mediagrid-worker")
     try:
-        deadline = time.monotonic() + 180  # the lease (10 s in the lab) runs out, the peer takes it
-        while (row := sql(f"SELECT node_id, attempts, state FROM media_jobs WHERE id = {job_id}")[0])[2] in (
-            "queued",
-            "running",
-        ):
-            assert time.monotonic() < deadline, row
-            time.sleep(0.5)
+        row = wait_job(job_id)  # the lease (10 s in the lab) runs out, the peer takes it
         got = client.media(user, "old.mkv")
         assert got["state"] == "ready", got
-        peer = next(n for nodes in GROUPS.values() if node in nodes for n in nodes if n != node)
-        assert row == [peer, "2", "done"]
-        # byte-valid: every frame of the rendition decodes
-        decoded = subprocess.run(
-            ["ffmpeg", "-v", "error", "-xerror", "-i", got["hls"].replace("master.m3u8", "480p/index.m3u8"),
-             "-f", "null", "-"],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-        assert decoded.returncode == 0, decoded.stderr[-800:]
+        assert row == [peer_of(node), "2", "done"]
+        decodes(got["hls"].replace("master.m3u8", "480p/index.m3u8"))  # byte-valid
         assert abs(float(ffprobe(got["hls"])) - 30) < 1
     finally:
         docker("exec", node, "systemctl", "start", "mediagrid-worker")
     client.delete(user, "old.mkv")
+
+
+def test_a_killed_storage_node_s_job_completes_on_the_peer(lab: Lab, client: Client, old: Path) -> None:
+    user = f"vodnode-{RUN}"
+    client.upload(old, user, "old.mkv")
+    job_id, kind, node = running_job(user, "hls:")
+    group = next(g for g, nodes in GROUPS.items() if node in nodes)
+    docker("kill", node)  # the whole node: worker, shim, brick
+    try:
+        row = wait_job(job_id, 240)
+        assert row == [peer_of(node), "2", "done"], row
+        got = client.media(user, "old.mkv")
+        decodes(got["hls"].replace("master.m3u8", f"{kind[4:]}/index.m3u8"))
+    finally:
+        storage_back(lab, node, group)
+    client.delete(user, "old.mkv")
+
+
+def test_a_file_deleted_while_its_job_runs(lab: Lab, client: Client, old: Path) -> None:
+    user = f"voddel-{RUN}"
+    client.upload(old, user, "old.mkv")
+    job_id, _, node = running_job(user, "hls:")
+    (row,) = sql(f"SELECT grp, path FROM files WHERE user = '{user}'")
+    grp, path = row
+    client.delete(user, "old.mkv")
+    assert sql(f"SELECT state FROM media_jobs WHERE id = {job_id}") == [["cancelled"]]
+    # the worker learns it at its next renewal: ffmpeg stops, nothing of the video is left
+    deadline = time.monotonic() + 20
+    while docker("exec", node, "pgrep", "-f", path, check=False).strip():
+        assert time.monotonic() < deadline, "ffmpeg still runs for a deleted file"
+        time.sleep(0.5)
+    leaf, name = path.rsplit("/", 1)
+    for brick_host in GROUPS[grp]:
+        listing = docker("exec", brick_host, "ls", "-a", brick_path(brick_host, grp, leaf)).split()
+        assert not [n for n in listing if n.startswith(name)], (brick_host, listing)
+    assert sql(
+        f"SELECT COUNT(*) FROM media WHERE sid = (SELECT sid FROM media_jobs WHERE id = {job_id})"
+    ) == [["0"]]
+
+
+def test_an_app_over_its_quota_does_not_delay_another(
+    lab: Lab, client: Client, old: Path, tmp_path: Path
+) -> None:
+    admin = [
+        "exec",
+        "tracker1",
+        "/opt/mediagrid/venv/bin/mediagrid-admin",
+        "--config",
+        "/etc/mediagrid/admin.toml",
+    ]
+    app = f"busy{RUN}"
+    secret = docker(*admin, "app", "create", app).strip()
+    docker(*admin, "app", "quota", app, "--media-max-jobs", "1")
+    busy = Client(lab.url, app, secret, ca_file=lab.ca_file, timeout=60)
+    short = tmp_path / "short.mkv"  # the other app's files: 8 s, transcoded too
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(old), "-t", "8", "-c", "copy", str(short)], check=True, timeout=60
+    )
+    try:
+        for i in range(4):  # the busy app's burst first
+            busy.upload(old, f"b{i}", "old.mkv")
+        users = [f"calm{i}-{RUN}" for i in range(3)]
+        start = time.monotonic()
+        for user in users:
+            client.upload(short, user, "short.mkv")
+        waited = {user: wait_media(client, user, "short.mkv", timeout=180) for user in users}
+        took = time.monotonic() - start
+        assert all(g["state"] == "ready" for g in waited.values()), waited
+        # meanwhile the busy app never ran more than its one job, and says why the rest wait
+        running = int(sql(f"SELECT COUNT(*) FROM media_jobs WHERE app = '{app}' AND state = 'running'")[0][0])
+        assert running <= 1
+        states = [busy.media(f"b{i}", "old.mkv") for i in range(4)]
+        waits = {j["waiting"] for s in states for j in s["jobs"] if j["state"] == "queued"}
+        assert "app_max_jobs" in waits, states
+        print(f"3 uploads of another app playable {took:.1f} s after a burst of 4 from an app at its quota")
+    finally:
+        for i in range(4):
+            busy.delete(f"b{i}", "old.mkv")
+        docker(*admin, "app", "delete", app)
