@@ -344,6 +344,9 @@ def serve(conf: Settings, stop: threading.Event) -> None:
                 conn = None
                 stop.wait(pause)
                 pause = min(pause * 2, 30.0)
+            except Exception:  # a bug: the slot goes on; the job's lease runs out and it is retried
+                log.exception("slot error")
+                stop.wait(conf.worker_poll)
         if conn is not None and conn.open:
             conn.close()
 

@@ -17,6 +17,7 @@ import requests
 
 from mediagrid import links, worker
 from mediagrid.client import Client, MediagridError
+from mediagrid.config import Settings
 from mediagrid.db import Connection, one
 from mediagrid_dev import DevCluster
 
@@ -339,3 +340,35 @@ def test_a_player_asks_for_a_rung_and_a_thumbnail_on_demand(
                        ("nothing.txt", "no_such_rendition")):  # fmt: skip
         refused = requests.get(f"{base}/{name}", timeout=5)
         assert (refused.status_code, refused.json()["error"]["code"]) == (404, code), name
+
+
+def test_the_service_runs_the_queue_and_stops_cleanly(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
+) -> None:
+    src = clip(tmp_path / "served.mp4", *H264_AAC, secs=2)
+    row = upload(client, cluster, conn, src)
+    conf = Settings.from_mapping(
+        {
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": cluster.db_port,
+            "DB_USER": "mediagrid",
+            "DB_PASSWORD": cluster.db_password,
+            "NODE_ID": f"svc-{uuid.uuid4().hex[:6]}",
+            "GROUP": row["grp"],
+            "DATA_DIR": str(cluster.group_dir(row["grp"])),
+            "WORKER_POLL": 0.1,
+            "WORKER_SLOTS": 2,
+        }
+    )
+    stop = threading.Event()
+    service = threading.Thread(target=worker.serve, args=(conf, stop))
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while client.media(user_of(conn, row["sid"]), src.name)["state"] != "ready":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        service.join(30)
+    assert not service.is_alive()
