@@ -50,11 +50,12 @@ test-unit: venv
 typecheck: venv
 	cd control && ../$(VENV)/bin/mypy
 
-test-control: deps venv
+# The loopback phase serves the player page too (hls.js from make player).
+test-control: deps venv player
 	$(VENV)/bin/pytest control/tests -q -rs
 
 ## dev: the whole control plane on loopback (MariaDB, trackers, ids, shims, agents, nginx)
-dev: deps venv
+dev: deps venv player
 	$(VENV)/bin/mediagrid-dev --root .dev
 
 ## bench: control-plane benchmarks on loopback, then on the lab (bench-lab); both write
@@ -68,7 +69,9 @@ bench: deps venv
 .PHONY: bench-lab
 bench-lab: deps venv
 	$(MAKE) lab
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) bench/lab.py --out docs/benchmarks.md
+	$(PY) bench/vod.py --out docs/benchmarks.md
 
 ## drills: the failure drills and the bad-input sweep against the lab (brought up if needed);
 ## every drill leaves the lab as it found it. Figures: build/lab/drills.json, docs/reliability.md
@@ -91,3 +94,4 @@ clean:
 	rm -rf $(VENV) .dev
 
 -include mk/lab.mk
+-include mk/player.mk

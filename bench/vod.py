@@ -427,16 +427,14 @@ def player_first_frames(got: dict[str, Any], conf: dict[str, Any], loads: int) -
         return []
     from playwright.sync_api import sync_playwright
 
+    from mediagrid_dev.browser import CHROMIUM, chromium_args
+
     sys.path.insert(0, str(ROOT))
     from tests.e2e.conftest import front_spki_hashes
 
     times = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-                  "--ignore-certificate-errors-spki-list=" + ",".join(front_spki_hashes())],
-        )  # fmt: skip
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(front_spki_hashes()))
         try:
             for _ in range(loads):
                 page = browser.new_page()

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Make this Debian host ready for the lab: Docker engine (Debian's package),
-# debootstrap, and a running dockerd. Idempotent; safe to call every time.
+# debootstrap, npm (the player's hls.js), and a running dockerd. Idempotent; safe to call every time.
 # The host has no systemd as PID 1, so dockerd is started directly.
 set -eu
 need=""
@@ -8,6 +8,7 @@ command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
 command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 command -v python3 >/dev/null 2>&1 || need="$need python3"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+command -v npm >/dev/null 2>&1 || need="$need npm"            # hls.js for the player (make player)
 if [ -n "$need" ]; then
   echo "host-deps: installing$need"
   export DEBIAN_FRONTEND=noninteractive

@@ -41,9 +41,10 @@ lab-images: lab-host
 lab-up: lab-images $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/up.yml
 
-# The control plane ships as wheels built here (make wheels, in the top Makefile).
+# The control plane ships as wheels built here (make wheels, in the top Makefile), the
+# player page with hls.js from its npm package (make player, mk/player.mk).
 lab-converge: $(LAB_STAMP)
-	$(MAKE) -C $(LAB_ROOT) wheels
+	$(MAKE) -C $(LAB_ROOT) wheels player
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) site.yml
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/client.yml
 
@@ -88,11 +89,12 @@ test-playbooks: $(LAB_STAMP)
 	cd $(LAB_ROOT) && $(LAB_ENV) pytest -q -p no:cacheprovider tests/playbooks
 
 test-lab-cluster: lab-images $(LAB_STAMP)
-	$(MAKE) -C $(LAB_ROOT) wheels
+	$(MAKE) -C $(LAB_ROOT) wheels player
 	cd $(LAB_ROOT) && $(LAB_PLAYBOOK) lab/down.yml
 	cd $(LAB_ROOT) && $(LAB_ENV) molecule test -s cluster
 
 test-lab-roles: lab-images $(LAB_STAMP)
+	$(MAKE) -C $(LAB_ROOT) player
 	set -e; for role in $(LAB_ROLES); do \
 	  echo "== molecule test: role $$role"; \
 	  (cd $(LAB_ROOT)/roles/$$role && $(LAB_ENV) molecule test) ; \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, `make dev` and `make bench` run for real on this
-# machine: MariaDB, nginx, wrk, curl, ffmpeg, Chromium. Skips what is present.
+# machine: MariaDB, nginx, wrk, curl, ffmpeg, Chromium, npm. Skips what is present.
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
@@ -9,6 +9,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)        # test media, ffprobe (e2e)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)    # headless playback (e2e)
+command -v npm >/dev/null 2>&1 || need+=(npm)              # hls.js for the player page (make player)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

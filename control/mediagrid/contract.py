@@ -161,6 +161,28 @@ class Report(Body):
         return self
 
 
+class QosReport(Body):
+    """What the player page measured while it played a video (``POST /api/v1/qos``): sent
+    once after the first frame and once when the page goes away."""
+
+    model_config = ConfigDict(strict=True)
+    invalid_code: ClassVar[str] = "invalid_qos"
+
+    src: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="the HLS URL (or its path) the player played, as the media API gave it: its token"
+        " stands for the viewer's right to report",
+    )
+    first_frame_ms: float | None = Field(
+        default=None, ge=0, le=600_000, description="navigation start to the first frame shown; null if none"
+    )
+    stalls: int = Field(default=0, ge=0, le=100_000, description="times playback waited for data")
+    stall_ms: float = Field(default=0, ge=0, le=86_400_000, description="the stalls' total length")
+    switches: int = Field(default=0, ge=0, le=100_000, description="quality (rendition) switches")
+    errors: int = Field(default=0, ge=0, le=100_000, description="player errors, fatal or not")
+
+
 @functools.cache
 def _query_fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
     return tuple((name, field.is_required()) for name, field in model.model_fields.items())
@@ -306,6 +328,11 @@ class Media(BaseModel):
     sprite: str | None
     thumbnails_vtt: str | None = Field(description="a WebVTT track of sprite tiles, for scrubbing previews")
     expires: int | None = Field(default=None, description="when the URLs stop working (Unix time)")
+    player: str | None = Field(
+        default=None,
+        description="the cluster's player page for this video (/player/#src=<hls>, the URL in the fragment,"
+        " which never reaches a server log)",
+    )
 
 
 class GroupState(BaseModel):
@@ -387,10 +414,10 @@ api = SpecTree(
 @functools.cache
 def document() -> dict[str, Any]:
     """The OpenAPI document of every service's routes."""
-    from . import gateway, idservice, ondemand, storage, tracker, web
+    from . import gateway, idservice, ondemand, qos, storage, tracker, web
 
     whole = Flask("mediagrid.contract")
-    blueprints = (tracker.bp, ondemand.bp, idservice.bp, storage.bp, gateway.bp)
+    blueprints = (tracker.bp, ondemand.bp, qos.bp, idservice.bp, storage.bp, gateway.bp)
     for bp in (web.health_blueprint("contract"), *blueprints):
         whole.register_blueprint(bp)
     api.app = whole

@@ -41,6 +41,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("invalid_ttl", 400, "`ttl` of a direct link is not an integer from 1 to `LINK_MAX_TTL`"),
     ErrorCode("invalid_json", 400, "a cluster request body that is not a JSON object"),
     ErrorCode("invalid_report", 400, "a join or heartbeat report with a missing or mistyped field"),
+    ErrorCode("invalid_qos", 400, "a QoS report with a missing, mistyped or out-of-range field"),
     # uploads
     ErrorCode("incomplete_body", 400, "the body is shorter than Content-Length, or the client went away"),
     ErrorCode("missing_file", 400, "a multipart upload without a `file` part"),
@@ -75,6 +76,12 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ),
     ErrorCode("forbidden", 403, "credentials of another app or node (tenants never see each other)", "http"),
     ErrorCode("not_configured", 503, "the server has no cluster secret configured"),
+    ErrorCode(
+        "bad_qos_source",
+        403,
+        "a QoS report whose `src` is not an HLS URL of this cluster with a valid token (or one expired"
+        " at most `HLS_TTL` ago)",
+    ),
     # lookups and state
     ErrorCode("file_not_found", 404, "no such file for this app and user"),
     ErrorCode("unknown_node", 404, "a heartbeat from a node that has not joined"),
@@ -108,6 +115,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("headers_too_large", 400, "request headers over nginx's buffers", "nginx"),
     ErrorCode("https_required", 400, "a plain HTTP request sent to an HTTPS port", "nginx"),
     ErrorCode("link_expired", 410, "a direct link past its expiry", "nginx"),
+    ErrorCode("too_many_requests", 429, "more player QoS reports from one address than nginx takes", "nginx"),
     ErrorCode("upstream_unavailable", 502, "the service behind this node is not answering", "nginx"),
     ErrorCode("unavailable", 503, "nginx answers for a service unavailable", "nginx"),
     ErrorCode("upstream_timeout", 504, "the service behind this node timed out", "nginx"),

@@ -223,8 +223,9 @@ def current_version(cur: Any) -> int:
 
 
 def applied_versions(cur: Any) -> set[int]:
-    """The migrations applied. Not every one below the highest: 11 came after 12 was
-    deployed (the numbers were reserved), so a database at 12 still lacks it."""
+    """The migrations applied: each one by its number, not every one below the highest
+    (migrations written side by side may land out of order: a database may hold 12
+    without 11)."""
     current_version(cur)  # creates the table on a fresh database
     cur.execute("SELECT version FROM schema_version")
     return {int(row["version"]) for row in cur.fetchall()}

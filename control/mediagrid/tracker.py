@@ -7,11 +7,12 @@ import os
 import tempfile
 import time
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, files, links, media, names, ondemand
+from . import auth, files, links, media, names, ondemand, qos
 from .contract import (
     Accepted,
     Groups,
@@ -174,7 +175,11 @@ def media_status(app: str, user: str, file_id: str) -> ResponseReturnValue:
         link = links.hls(conf["LINK_KEY"], conf["HLS_PREFIX"], row["grp"], row["path"], ttl)
         base = request.host_url.rstrip("/") + link["base"]
         state["expires"] = link["expires"]
-    return jsonify(app=app, user=user, file_id=file_id, **state, **media.urls(base, published))
+    urls = media.urls(base, published)
+    # the cluster's player page (roles/nginx/files/player/), the HLS URL in its fragment
+    hls = urls["hls"]
+    urls["player"] = request.host_url + "player/#src=" + quote(hls, safe="") if hls else None
+    return jsonify(app=app, user=user, file_id=file_id, **state, **urls)
 
 
 @bp.get("/api/v1/openapi.json")
@@ -185,7 +190,7 @@ def openapi() -> ResponseReturnValue:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = create_service("tracker", [bp, ondemand.bp], test_config)
+    app = create_service("tracker", [bp, ondemand.bp, qos.bp], test_config)
     conf = app.config
     path = conf["TRACKER_STATE_PATH"] or os.path.join(tempfile.gettempdir(), "mediagrid-tracker.sqlite")
     app.extensions["mediagrid_nodes"] = NodeTable(path, conf["OFFLINE_AFTER"], conf["TRACKER_SNAPSHOT_TTL"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -65,18 +68,31 @@ def _columns(cur: pymysql.cursors.DictCursor, db: str) -> dict[str, str]:
     return {r["c"]: r["k"] for r in cur.fetchall()}
 
 
-def test_upgrade_migrates_names_in_place(cluster: DevCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A database made by the migrations before this one (unicode_ci) keeps its rows and
-    compares names as bytes after `schema upgrade`."""
-    db = f"mg_upgrade_{time.monotonic_ns()}"
+@contextmanager
+def scratch_db(cluster: DevCluster, collation: str) -> Iterator[tuple[dict[str, Any], Any]]:
+    """A new empty database on the dev cluster's MariaDB (its configuration, and a root
+    connection), dropped afterwards."""
+    db = f"mg_scratch_{time.monotonic_ns()}"
     conf = {**cluster.db_conf, "DB_NAME": db}
     root = pymysql.connect(
         unix_socket=str(cluster.mariadb.socket), user="root", cursorclass=pymysql.cursors.DictCursor
     )
     try:
         with root.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE {collation}")
             cur.execute(f"GRANT ALL ON `{db}`.* TO '{conf['DB_USER']}'@'127.0.0.1'")
+        yield conf, root
+    finally:
+        with root.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        root.close()
+
+
+def test_upgrade_migrates_names_in_place(cluster: DevCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database made by the migrations before this one (unicode_ci) keeps its rows and
+    compares names as bytes after `schema upgrade`."""
+    with scratch_db(cluster, "utf8mb4_unicode_ci") as (conf, root):
+        db = conf["DB_NAME"]
         before = [m for m in schema.MIGRATIONS if m[0] < 5]
         monkeypatch.setattr(schema, "MIGRATIONS", before)
         schema.upgrade(conf)
@@ -105,7 +121,19 @@ def test_upgrade_migrates_names_in_place(cluster: DevCluster, monkeypatch: pytes
             cur.execute(f"SELECT file_id FROM `{db}`.files WHERE user = 'bob' ORDER BY file_id")
             assert [r["file_id"] for r in cur.fetchall()] == ["A.txt", "a.txt"]
         assert schema.upgrade(conf) == []  # idempotent
-    finally:
+
+
+def test_upgrade_applies_a_migration_that_landed_after_a_later_one(
+    cluster: DevCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrations written side by side may land out of order: a database that has 12 but
+    not 11 gets 11 at the next upgrade, and nothing twice."""
+    with scratch_db(cluster, "utf8mb4_bin") as (conf, root):
+        monkeypatch.setattr(schema, "MIGRATIONS", [m for m in schema.MIGRATIONS if m[0] != 11])
+        schema.upgrade(conf)
+        monkeypatch.undo()
+        assert schema.upgrade(conf) == [11]
+        assert schema.upgrade(conf) == []
         with root.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-        root.close()
+            cur.execute(f"SHOW TABLES FROM `{conf['DB_NAME']}` LIKE 'qos_reports'")
+            assert cur.fetchone() is not None

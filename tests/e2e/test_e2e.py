@@ -14,6 +14,7 @@ import requests
 
 from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
+from mediagrid_dev.browser import CHROMIUM, chromium_args
 
 from .conftest import (
     ADDRESS,
@@ -194,20 +195,7 @@ def test_headless_chromium_plays_and_seeks(lab: Lab, client: Client, clip: Path)
     client.upload(clip, f"dora-{RUN}", "clip.mp4", overwrite=True)
     url = client.playback_url(f"dora-{RUN}", "clip.mp4")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--autoplay-policy=no-user-gesture-required",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--ignore-certificate-errors-spki-list=" + ",".join(front_spki_hashes()),
-            ],
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(front_spki_hashes()))
         try:
             page = browser.new_page()
             page.set_content(f'<video id="v" src="{url}" muted autoplay></video>')

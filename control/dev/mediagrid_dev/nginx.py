@@ -53,6 +53,15 @@ class Nginx:
     def _render(self, template: str, dest: Path, overrides: Mapping[str, Any]) -> None:
         dest.write_text(self.role.render(template, {**self.shared, **overrides}))
 
+    def _player(self, dest: Path, node_vars: Mapping[str, Any]) -> None:
+        """The player page, as the role's configure tasks install it on a front node: its
+        files, and hls.js with its licence from the controller's build (``make player``).
+        Linked, so a build made after the cluster started is served too."""
+        _link_all(self.role.path / "files" / "player", dest)
+        hlsjs = Path(self.role.vars({**self.shared, **node_vars})["nginx_player_hlsjs"]).resolve()
+        (dest / "hls.min.js").symlink_to(hlsjs)
+        (dest / "hls.js-LICENSE.txt").symlink_to(hlsjs.parent / "LICENSE")
+
     def node(self, name: str, site: str, port: int, overrides: Mapping[str, Any]) -> Service:
         """One node's nginx serving the role's ``site`` (front or storage) server block."""
         prefix = self.dir / name
@@ -60,6 +69,8 @@ class Nginx:
         www.mkdir(parents=True)
         node_vars = {"inventory_hostname": name, "nginx_www_root": str(www), **overrides}
         self._render("index.html.j2", www / "index.html", node_vars)
+        if site == "front":
+            self._player(www / "player", node_vars)
         self._render(f"{site}.conf.j2", prefix / f"mediagrid-{site}.conf", node_vars)
         main = self.role.env.get_template("dev-nginx.conf.j2").render(
             node=name,

@@ -64,3 +64,22 @@ def test_errors_are_json_when_the_services_are_down(host):
 
 def test_default_site_removed(host):
     assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_player_page_is_served_with_its_csp(host):
+    headers = host.check_output("curl -fsS -D - -o /dev/null http://127.0.0.1/player/").lower()
+    assert "content-security-policy: default-src 'self'; media-src 'self' blob:" in headers
+    assert "frame-ancestors 'none'" in headers
+    for name in ("index.html", "player.js", "player.css", "hls.min.js", "hls.js-LICENSE.txt"):
+        assert host.file(f"/var/www/mediagrid/player/{name}").mode == 0o644
+    script = host.check_output("curl -fsS -D - -o /dev/null http://127.0.0.1/player/hls.min.js").lower()
+    assert "content-type: application/javascript" in script
+
+
+def test_qos_reports_have_a_small_body_bound(host):
+    # nginx refuses a large report itself, with the JSON error, before the tracker
+    out = host.check_output(
+        "head -c 8192 /dev/zero | tr '\\0' x | curl -s -H 'Content-Type: application/json'"
+        " --data-binary @- http://127.0.0.1/api/v1/qos"
+    )
+    assert '"payload_too_large"' in out
