@@ -54,6 +54,7 @@ PRESET_FACTORS = {
 # (as x264 sets them). The level byte comes from the stream.
 _AVC_PROFILES = {"High": "6400", "Main": "4d40", "Constrained Baseline": "42c0", "Baseline": "4200"}
 AAC_LC = "mp4a.40.2"
+AUDIO_CODECS = {"aac": AAC_LC, "mp3": "mp4a.40.34"}  # the audio HLS renditions carry
 
 
 @dataclass(frozen=True)
@@ -279,8 +280,8 @@ def variant(rendition_dir: Path, uri: str | None = None, ffprobe: str = "ffprobe
             # MPEG-TS may not know the average ("0/0"): the stream's base rate then
             rate = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
             fps = round(float(rate), 3) if rate > 0 else None
-        elif stream.get("codec_type") == "audio" and name == "aac" and AAC_LC not in codecs:
-            codecs.append(AAC_LC)
+        elif stream.get("codec_type") == "audio" and name in AUDIO_CODECS and len(codecs) < 2:
+            codecs.append(AUDIO_CODECS[str(name)])  # a copied source may carry MP3
     if not codecs:
         raise PackageFailed("unexpected_codec", f"{first.name} holds neither H.264 nor AAC")
     return Variant(
@@ -290,6 +291,29 @@ def variant(rendition_dir: Path, uri: str | None = None, ffprobe: str = "ffprobe
         codecs=",".join(codecs),
         resolution=resolution,
         frame_rate=fps,
+    )
+
+
+def copied_variant(info: probe.Info, rendition_dir: Path, uri: str) -> Variant | None:
+    """The entry of a rendition that copies ``info``'s streams (the source's H.264 and AAC),
+    from the probe's reading and the segments' sizes, with no ffprobe of its own; None if
+    the reading does not name the codecs (no H.264 level, audio other than AAC): measure
+    the rendition with :func:`variant` then."""
+    video, audio = info.video, info.audio
+    if video is None or video.codec != "h264" or video.level <= 0 or (audio and audio.codec != "aac"):
+        return None
+    try:
+        codecs = [_avc1({"profile": video.profile, "level": video.level})]
+    except PackageFailed:
+        return None
+    peak, average = measure(rendition_dir)
+    return Variant(
+        uri=uri,
+        peak_bps=peak,
+        average_bps=average,
+        codecs=",".join([*codecs, *([AAC_LC] if audio else [])]),
+        resolution=(video.width, video.height),
+        frame_rate=round(video.fps, 3) if video.fps > 0 else None,
     )
 
 

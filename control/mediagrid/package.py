@@ -17,11 +17,13 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 # Called with the share done (0..1); returning False stops the run (the job was lost).
 Progress = Callable[[float], bool]
+FSYNC_THREADS = 8
 
 
 class PackageFailed(Exception):
@@ -59,9 +61,11 @@ def hls(
     progress: Progress | None = None,
     ffmpeg: str = "ffmpeg",
     timeout: float = 3600.0,
+    before_publish: Callable[[Path], None] | None = None,
 ) -> Rendition:
     """Run ffmpeg on ``src`` with ``output_args`` (an HLS muxer's) and publish the result
-    at ``dest`` (a directory holding ``index.m3u8`` and its segments)."""
+    at ``dest`` (a directory holding ``index.m3u8`` and its segments). ``before_publish``
+    may add files to the checked output (its directory) before it is made durable."""
     if dest.exists():
         raise PackageFailed("exists", f"{dest.name} is published already")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +82,11 @@ def hls(
         ]  # fmt: skip
         _run(argv, duration, progress, timeout)
         segments, size = _check(work)
-        for path in work.iterdir():
-            _fsync(path)
+        if before_publish is not None:
+            before_publish(work)
+        # one fsync after another costs a network round trip each on GlusterFS: at once
+        with ThreadPoolExecutor(FSYNC_THREADS) as pool:
+            list(pool.map(_fsync, list(work.iterdir())))
         _fsync(work)
         os.rename(work, dest)  # the rendition appears whole, or not at all
         _fsync(dest.parent)

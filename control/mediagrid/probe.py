@@ -76,6 +76,7 @@ class Video:
     vfr: bool  # frames are not evenly spaced (average rate differs from the base rate)
     rotation: int  # degrees the player turns the picture (0, 90, 180 or 270)
     bitrate: int
+    level: int = 0  # the codec's level as ffprobe reads it (H.264: 31 is 3.1); 0 unknown
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -223,6 +224,7 @@ def parse(doc: dict[str, Any], size: int, limits: Limits) -> Info:
             vfr=vfr,
             rotation=_rotation(v),
             bitrate=_int(v.get("bit_rate")),
+            level=max(0, _int(v.get("level"))),
         )
     audio = None
     if audios:

@@ -30,7 +30,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,16 @@ def _source(conn: Connection, node: Node, sid: int) -> tuple[str, Path] | None:
         row = cur.fetchone()
     conn.commit()
     return None if row is None else (str(row["path"]), node.data_dir / str(row["path"]))
+
+
+def _info(conn: Connection, sid: int) -> probe.Info | None:
+    """The probe's reading of the file, as recorded (the jobs after the probe need not run
+    ffprobe again)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT info FROM media WHERE sid = %s", (sid,))
+        row = cur.fetchone()
+    conn.commit()
+    return probe.Info.from_dict(json.loads(row["info"])) if row and row["info"] else None
 
 
 def transcode_cores(info: probe.Info, rung: ladder.Rung) -> float:
@@ -167,6 +177,33 @@ def _renditions(folder: Path) -> list[Path]:
     return sorted(d for d in folder.iterdir() if not d.name.startswith(".") and (d / "index.m3u8").is_file())
 
 
+VARIANT = "variant.json"  # a rendition's master-playlist entry, measured when it was made
+
+
+def _measure(name: str, info: probe.Info) -> Callable[[Path], None]:
+    """A ``before_publish`` step: the rendition's master-playlist entry, kept beside it, so a
+    master is rebuilt from files, not from one ffprobe per rendition. The copied source's
+    is read from the probe's reading of it, with no ffprobe at all."""
+
+    def write(work: Path) -> None:
+        uri = f"{name}/index.m3u8"
+        entry = (ladder.copied_variant(info, work, uri) if name == "source" else None) or ladder.variant(
+            work, uri=uri
+        )
+        (work / VARIANT).write_text(json.dumps(asdict(entry)))
+
+    return write
+
+
+def _variant(rendition: Path) -> ladder.Variant:
+    try:
+        doc = json.loads((rendition / VARIANT).read_text())
+        doc["resolution"] = tuple(doc["resolution"]) if doc.get("resolution") else None
+        return ladder.Variant(**doc)
+    except (OSError, ValueError, TypeError):  # made before the entries were kept: measure it
+        return ladder.variant(rendition)
+
+
 def _publish(conn: Connection, node: Node, job: jobs.Job, folder: Path, playable: bool) -> bool:
     """Mark the job done and, for a rendition, list every published rendition in the
     master playlist, under the file's ``media`` row lock; False (nothing marked) if the
@@ -180,7 +217,7 @@ def _publish(conn: Connection, node: Node, job: jobs.Job, folder: Path, playable
                 conn.rollback()
                 return False
             if playable:
-                variants = [ladder.variant(d) for d in _renditions(folder)]
+                variants = [_variant(d) for d in _renditions(folder)]
                 ladder.publish_master(folder, ladder.master_playlist(variants), MASTER)
                 cur.execute(
                     "UPDATE media SET state = 'ready', code = NULL, message = NULL WHERE sid = %s",
@@ -212,7 +249,7 @@ def _make(
         return not node.stop.is_set() and jobs.renew(conn, job, node.node_id, node.lease, done)
 
     try:
-        info = probe.read(src, node.limits)
+        info = _info(conn, job.sid) or probe.read(src, node.limits)
         work(src, folder, info, progress)
     except (package.PackageFailed, probe.MediaRefused) as err:
         if isinstance(err, package.PackageFailed) and err.code == "exists":
@@ -235,7 +272,10 @@ def _hls(conn: Connection, node: Node, job: jobs.Job) -> None:
     name = job.kind.split(":", 1)[1]
 
     def work(src: Path, folder: Path, info: probe.Info, progress: package.Progress) -> None:
-        package.hls(src, folder / name, _output_args(node, info, name), info.duration, progress)
+        package.hls(
+            src, folder / name, _output_args(node, info, name), info.duration, progress,
+            before_publish=_measure(name, info),
+        )  # fmt: skip
 
     _make(conn, node, job, work)
 

@@ -272,3 +272,14 @@ def test_a_rotated_source_comes_out_upright(rotated: Path, tmp_path: Path) -> No
     assert (video["width"], video["height"]) == src.video.display_size
     assert not video.get("side_data_list")  # nothing left for a player to turn again
     assert ladder.variant(out.path).resolution == (240, 320)
+
+
+def test_a_copied_source_s_entry_needs_no_ffprobe_and_matches_one(tmp_path: Path) -> None:
+    src = clip(tmp_path / "src.mp4", *H264_AAC, size="640x360", secs=3)
+    info = probe.read(src)
+    assert info.video is not None and info.video.level > 0
+    made = package.hls(src, tmp_path / "hls" / "source", package.copy_args(1), info.duration)
+    assert ladder.copied_variant(info, made.path, "source/index.m3u8") == ladder.variant(made.path)
+    # what the reading cannot name (audio other than AAC) is measured instead
+    mp3 = probe.Info(**{**info.__dict__, "audio": probe.Audio("mp3", 2, 44100, 128000)})
+    assert ladder.copied_variant(mp3, made.path, "source/index.m3u8") is None
