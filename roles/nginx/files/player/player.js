@@ -181,8 +181,10 @@
 
   function playWithHlsJs() {
     var Hls = window.Hls;
-    // no worker: the CSP allows scripts of this origin only, not hls.js's blob: worker
-    hls = new Hls({ enableWorker: false });
+    // No worker: the CSP allows scripts of this origin only, not hls.js's blob: worker.
+    // The lowest rung first: its first segment is the smallest, so the first frame comes
+    // soonest; the bandwidth estimate then moves up the ladder.
+    hls = new Hls({ enableWorker: false, startLevel: 0 });
     hls.on(Hls.Events.MANIFEST_PARSED, buildMenu);
     quality.addEventListener("change", chooseLevel);
     hls.on(Hls.Events.LEVEL_SWITCHED, function (_event, data) {
