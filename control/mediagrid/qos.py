@@ -29,7 +29,7 @@ MAX_BODY = 4096
 
 
 @bp.post("/api/v1/qos")
-@api.validate(json=QosReport, resp=answers("HTTP_204", also=(411, 413)), security={})
+@api.validate(json=QosReport, resp=answers("HTTP_204", also=(411, 413, 429)), security={})
 def report() -> ResponseReturnValue:
     """A player's measurements of one view (no credentials: the token in ``src`` is checked);
     204 once recorded, 403 ``bad_qos_source`` unless ``src`` is a rendition URL of this
