@@ -57,6 +57,12 @@ def brick_path(node: str, group: str, rel: str) -> str:
     raise AssertionError(f"no brick of {node} in volume {group}")
 
 
+def admin(*args: str) -> str:
+    """`mediagrid-admin` on tracker1 (the schema owner's configuration), its output."""
+    return docker("exec", "tracker1", "/opt/mediagrid/venv/bin/mediagrid-admin", "--config",
+                  "/etc/mediagrid/admin.toml", *args)  # fmt: skip
+
+
 def sql(query: str) -> list[list[str]]:
     """Rows of a query on db1, as lists of strings (the mariadb client's batch output)."""
     out = docker("exec", "db1", "mariadb", "-N", "-B", "mediagrid", "-e", query)

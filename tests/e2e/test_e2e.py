@@ -21,6 +21,7 @@ from .conftest import (
     ADMIN_APP,
     GROUPS,
     Lab,
+    admin,
     admin_secret,
     brick_path,
     docker,
@@ -212,16 +213,7 @@ def test_headless_chromium_plays_and_seeks(lab: Lab, client: Client, clip: Path)
 
 
 def test_tenants_cannot_see_each_other(lab: Lab, client: Client, tmp_path: Path) -> None:
-    secret = docker(
-        "exec",
-        "tracker1",
-        "/opt/mediagrid/venv/bin/mediagrid-admin",
-        "--config",
-        "/etc/mediagrid/admin.toml",
-        "app",
-        "create",
-        f"e2e-{RUN}",
-    ).strip()
+    secret = admin("app", "create", f"e2e-{RUN}").strip()
     other = Client(lab.url, f"e2e-{RUN}", secret, ca_file=lab.ca_file)
     src = tmp_path / "private.txt"
     src.write_bytes(b"demo tenant only")

@@ -32,7 +32,7 @@ from mediagrid import signing
 from mediagrid.client import Client
 from mediagrid.signing import file_signature, make_token, signed_headers
 
-from .conftest import GROUPS, PREFIX, ROOT, Lab, docker, sql
+from .conftest import GROUPS, PREFIX, ROOT, Lab, admin, docker, sql
 
 RUN = uuid.uuid4().hex[:6]
 USER = f"sweep-{RUN}"  # every user this file touches carries RUN
@@ -503,16 +503,9 @@ def test_direct_links_refuse_forgeries_and_traversal(lab: Lab) -> None:
 @pytest.fixture(scope="module")
 def other_app(lab: Lab) -> Iterator[Client]:
     name = f"sweep-{RUN}"
-    admin = [
-        "exec",
-        "tracker1",
-        "/opt/mediagrid/venv/bin/mediagrid-admin",
-        "--config",
-        "/etc/mediagrid/admin.toml",
-    ]
-    secret = docker(*admin, "app", "create", name).strip()
+    secret = admin("app", "create", name).strip()
     yield Client(lab.url, name, secret, ca_file=lab.ca_file)
-    docker(*admin, "app", "delete", name)
+    admin("app", "delete", name)
 
 
 def test_tenants_cannot_touch_each_other(lab: Lab, client: Client, other_app: Client, tmp_path: Path) -> None:

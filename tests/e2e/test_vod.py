@@ -17,7 +17,7 @@ import requests
 
 from mediagrid.client import Client
 
-from .conftest import GROUPS, Lab, brick_path, docker, sql
+from .conftest import GROUPS, Lab, admin, brick_path, docker, sql
 from .drills import storage_back
 
 RUN = uuid.uuid4().hex[:6]
@@ -223,16 +223,9 @@ def test_a_file_deleted_while_its_job_runs(lab: Lab, client: Client, old: Path) 
 def test_an_app_over_its_quota_does_not_delay_another(
     lab: Lab, client: Client, old: Path, tmp_path: Path
 ) -> None:
-    admin = [
-        "exec",
-        "tracker1",
-        "/opt/mediagrid/venv/bin/mediagrid-admin",
-        "--config",
-        "/etc/mediagrid/admin.toml",
-    ]
     app = f"busy{RUN}"
-    secret = docker(*admin, "app", "create", app).strip()
-    docker(*admin, "app", "quota", app, "--media-max-jobs", "1")
+    secret = admin("app", "create", app).strip()
+    admin("app", "quota", app, "--media-max-jobs", "1")
     busy = Client(lab.url, app, secret, ca_file=lab.ca_file, timeout=60)
     short = tmp_path / "short.mkv"  # the other app's files: 8 s, transcoded too
     subprocess.run(
@@ -258,4 +251,4 @@ def test_an_app_over_its_quota_does_not_delay_another(
     finally:
         for i in range(4):
             busy.delete(f"b{i}", "old.mkv")
-        docker(*admin, "app", "delete", app)
+        admin("app", "delete", app)
