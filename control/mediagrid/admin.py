@@ -12,7 +12,7 @@ from typing import Any
 
 import pymysql
 
-from . import apps, config, jobs, quotas, rebuild, removed, schema
+from . import apps, config, jobs, ladder, quotas, rebuild, removed, schema
 from .db import connect
 from .errors import APIError
 
@@ -72,6 +72,8 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
                     quotas.set_quota(cur, args.name, *limits)
                     state = quotas.usage(cur, args.name) or state
                 print(" ".join(f"{k}={'unlimited' if state[k] is None else state[k]}" for k in sorted(state)))
+            elif args.action == "ladder":
+                _ladder_cmd(cur, args)
             elif args.action == "retire":
                 print("retired" if apps.retire(cur, args.name) else "nothing to retire")
         conn.commit()
@@ -112,6 +114,25 @@ def _rebuild_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
         conn.close()
     print(" ".join(f"{key}={counts[key]}" for key in sorted(counts)) + (" (dry run)" if args.dry_run else ""))
     return 0
+
+
+def _ladder_cmd(cur: Any, args: argparse.Namespace) -> None:
+    """``app ladder``: show, set (--rungs) or drop (--default) the app's own ABR ladder. It
+    applies to files probed from then on; what was made before stays as it is."""
+    if args.rungs is not None and args.default:
+        raise SystemExit("mediagrid-admin: app ladder takes --rungs or --default, not both")
+    if args.rungs is not None or args.default:
+        spec = None
+        if args.rungs is not None:
+            try:
+                spec = ",".join(r.name for r in ladder.parse_ladder(args.rungs))
+            except ValueError as err:
+                raise SystemExit(f"mediagrid-admin: {err}") from None
+        if not apps.set_media_ladder(cur, args.name, spec):
+            raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+    elif not apps.exists(cur, args.name):
+        raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+    print(f"media_ladder={apps.media_ladder(cur, args.name) or 'default'}")
 
 
 def _media_quota(cur: Any, args: argparse.Namespace) -> None:
@@ -177,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     app = sub.add_parser("app", help="manage apps (tenants)")
     app.add_argument(
         "action",
-        choices=["create", "set", "list", "delete", "rotate", "retire", "quota"],
+        choices=["create", "set", "list", "delete", "rotate", "retire", "quota", "ladder"],
         help="rotate: print a new secret, the old one stays valid; retire: the old one ends;"
-        " quota: show (or set with --max-bytes/--max-files/--unlimited) the app's quota and usage",
+        " quota: show (or set with --max-bytes/--max-files/--unlimited) the app's quota and usage;"
+        " ladder: show (or set with --rungs/--default) the app's ABR ladder",
     )
     app.add_argument("name", nargs="?")
     app.add_argument(
@@ -194,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument("--unlimited", action="store_true", help="quota: no limits")
     app.add_argument("--media-max-jobs", type=int, help="quota: media jobs the app may run at once")
     app.add_argument("--media-cpu-day", type=float, help="quota: CPU-seconds of media jobs per day (UTC)")
+    app.add_argument(
+        "--rungs",
+        help=f"ladder: the app's rungs, e.g. 720p,360p (known: {','.join(ladder.RUNGS)});"
+        " for files probed from now on",
+    )
+    app.add_argument("--default", action="store_true", help="ladder: back to the nodes' MEDIA_LADDER")
     app.add_argument(
         "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
     )

@@ -95,3 +95,22 @@ def listing(cur: Cursor) -> list[dict[str, Any]]:
 
 def delete(cur: Cursor, name: str) -> None:
     cur.execute("DELETE FROM apps WHERE app = %s", (name,))
+
+
+def exists(cur: Cursor, app: str) -> bool:
+    cur.execute("SELECT 1 FROM apps WHERE app = %s", (app,))
+    return cur.fetchone() is not None
+
+
+def media_ladder(cur: Cursor, app: str) -> str | None:
+    """The app's own ABR ladder (rung names, ``"720p,360p"``), or None: the nodes' default."""
+    cur.execute("SELECT media_ladder FROM apps WHERE app = %s", (app,))
+    row = cur.fetchone()
+    return None if row is None or not row["media_ladder"] else str(row["media_ladder"])
+
+
+def set_media_ladder(cur: Cursor, app: str, spec: str | None) -> bool:
+    """Give the app its own ladder (None: back to the nodes' default); whether it exists.
+    The spec is checked by the caller (``ladder.parse_ladder``)."""
+    cur.execute("UPDATE apps SET media_ladder = %s WHERE app = %s", (spec, app))
+    return exists(cur, app)

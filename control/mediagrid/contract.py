@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from flask import Flask, current_app, request
 from pydantic import (
@@ -163,7 +163,8 @@ class Report(Body):
 
 class QosReport(Body):
     """What the player page measured while it played a video (``POST /api/v1/qos``): sent
-    once after the first frame and once when the page goes away."""
+    once after the first frame and once when the page goes away, both under the view's id,
+    so a view is one row holding its latest numbers."""
 
     model_config = ConfigDict(strict=True)
     invalid_code: ClassVar[str] = "invalid_qos"
@@ -181,6 +182,15 @@ class QosReport(Body):
     stall_ms: float = Field(default=0, ge=0, le=86_400_000, description="the stalls' total length")
     switches: int = Field(default=0, ge=0, le=100_000, description="quality (rendition) switches")
     errors: int = Field(default=0, ge=0, le=100_000, description="player errors, fatal or not")
+    view: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{16,64}$",
+        description="the view's random id (one per page load): a view's later reports update its"
+        " row instead of adding one; without it each report is a row of its own",
+    )
+    event: Literal["first_frame", "end"] | None = Field(
+        default=None, description="what made the player report: the first frame shown, or the page going away"
+    )
 
 
 @functools.cache

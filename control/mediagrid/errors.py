@@ -90,6 +90,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("no_such_rendition", 404, "a rendition file that is not there and is nothing made on demand"),
     ErrorCode("no_such_rung", 404, "an HLS rendition asked for that no source of this size gets"),
     ErrorCode("no_such_time", 404, "a thumbnail asked for past the video's end, or of audio"),
+    ErrorCode("bad_time", 400, "a thumbnail asked for without a time in seconds: thumb.jpg?t=12.5"),
     ErrorCode("rendition_failed", 404, "an on-demand rendition or thumbnail that could not be made"),
     ErrorCode("too_many_thumbnails", 429, "a video already has its most thumbnails made on demand"),
     ErrorCode("db_unavailable", 503, "MariaDB is down; nothing was written"),

@@ -92,6 +92,7 @@ def urls(base: str | None, published: list[str]) -> dict[str, str | None]:
 # On demand (a player asks for what is not made yet): a rung outside the ladder, or a
 # thumbnail at a time, as paths under the video's renditions directory.
 ON_DEMAND_RE = re.compile(r"(?:(?P<rung>[0-9]{3,4}p)/index\.m3u8|thumb/(?P<t>[0-9]{1,6}\.[0-9])\.jpg)")
+THUMB_AT = "thumb.jpg"  # a thumbnail at a time: thumb.jpg?t=12.5 (front.conf.j2 maps it)
 MAX_THUMBS = 200  # thumbnails one video may be asked for: a bound on what a player can make us do
 THUMB_COST = 0.001
 SECONDS_PER_UNIT = 0.3  # about how long one CPU unit (a 720p30 second) takes at veryfast, one core
@@ -102,6 +103,8 @@ def request(cur: Any, sid: int, app: str, grp: str, name: str) -> int:
     did not find: queue what makes it (on-demand class, or promote a queued ladder job) and
     return the seconds to retry after. An ``APIError`` if it is nothing that can be made."""
     match = ON_DEMAND_RE.fullmatch(name)
+    if name == THUMB_AT:  # nginx maps thumb.jpg?t=<seconds> to thumb/<t>.jpg; no usable t here
+        raise APIError(400, "bad_time", "ask for a thumbnail as thumb.jpg?t=<seconds>, e.g. ?t=12.5")
     if match is None:
         raise APIError(404, "no_such_rendition", "no such rendition file")
     cur.execute("SELECT state, info FROM media WHERE sid = %s", (sid,))

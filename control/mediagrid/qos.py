@@ -5,7 +5,8 @@ Viewers have no app credentials. The HLS URL the page played stands in for them:
 (the link key's, checked as nginx checks it) names the video, so a report is taken only for
 a video somebody was given the URL of, and is filed under that video's file and app. A page
 reports when it goes away, maybe after the URL expired: a token that expired at most
-``HLS_TTL`` ago is still taken. The front nginx bounds the body and the rate.
+``HLS_TTL`` ago is still taken. The front nginx bounds the body and the rate. A page sends
+its view's random id with each report: a view is one row, its numbers the latest sent.
 """
 
 from __future__ import annotations
@@ -53,9 +54,19 @@ def report() -> ResponseReturnValue:
         row = cur.fetchone()
         if row is None:
             raise APIError(404, "file_not_found", "the video of this report is gone")
+        # a view's later report replaces its numbers (they only grow); the first frame stays
         cur.execute(
-            "INSERT INTO qos_reports (sid, app, first_frame_ms, stalls, stall_ms, switches, errors)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (sid, row["app"], body.first_frame_ms, body.stalls, body.stall_ms, body.switches, body.errors),
-        )
+            "INSERT INTO qos_reports"
+            " (sid, app, view_id, event, first_frame_ms, stalls, stall_ms, switches, errors)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE event = VALUES(event),"
+            " first_frame_ms = COALESCE(first_frame_ms, VALUES(first_frame_ms)),"
+            " stalls = GREATEST(stalls, VALUES(stalls)), stall_ms = GREATEST(stall_ms, VALUES(stall_ms)),"
+            " switches = GREATEST(switches, VALUES(switches)), errors = GREATEST(errors, VALUES(errors)),"
+            " updated = CURRENT_TIMESTAMP(3)",
+            (
+                sid, row["app"], body.view, body.event or "report", body.first_frame_ms,
+                body.stalls, body.stall_ms, body.switches, body.errors,
+            ),
+        )  # fmt: skip
     return "", 204

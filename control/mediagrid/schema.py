@@ -205,6 +205,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             " AFTER cores, ADD KEY IF NOT EXISTS media_jobs_app (app, state, finished)",
         ],
     ),
+    (
+        13,
+        "per-app ABR ladders; one QoS row per player view",
+        [
+            # rung names, tallest first ("720p,480p"); NULL: the nodes' MEDIA_LADDER
+            "ALTER TABLE apps ADD COLUMN IF NOT EXISTS media_ladder VARCHAR(255) NULL",
+            # a view's later report (the page going away) updates its first (the first frame)
+            "ALTER TABLE qos_reports ADD COLUMN IF NOT EXISTS view_id VARCHAR(64) NULL AFTER app,"
+            " ADD COLUMN IF NOT EXISTS event VARCHAR(16) NOT NULL DEFAULT 'report' AFTER view_id,"
+            " ADD COLUMN IF NOT EXISTS updated TIMESTAMP(3) NULL,"
+            " ADD UNIQUE KEY IF NOT EXISTS qos_reports_view (sid, view_id)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -12,7 +12,8 @@ What an upload goes through (each a job, most expensive first within its class):
   playable seconds after the upload. Any other codec gets its first rung transcoded at
   first-playable priority instead; an audio-only file gets ``hls:audio`` (AAC).
 - ``hls:<rung>`` (ladder): the ABR ladder's rungs under the source's height, keyframes
-  aligned across rungs.
+  aligned across rungs. The ladder is the app's own (``mediagrid-admin app ladder``), else
+  the node's ``MEDIA_LADDER``; it is read when the file is probed.
 - ``poster`` (first-playable, one frame) and ``sprite`` (backfill: the scrubbing
   previews' sheet and its WebVTT track).
 
@@ -36,7 +37,7 @@ from typing import Any
 
 import pymysql
 
-from . import daemon, jobs, ladder, package, probe, thumbs, volume
+from . import apps, daemon, jobs, ladder, package, probe, thumbs, volume
 from .config import Settings
 from .db import Connection, connect
 
@@ -130,6 +131,18 @@ def _plan(cur: Any, job: jobs.Job, info: probe.Info, rungs: tuple[ladder.Rung, .
     add("sprite", jobs.BACKFILL, probe.cost(info, SPRITE_FACTOR), 1.0)
 
 
+def _ladder(cur: Any, node: Node, app: str) -> tuple[ladder.Rung, ...]:
+    """The app's own ladder (``mediagrid-admin app ladder``), else this node's default."""
+    spec = apps.media_ladder(cur, app)
+    if spec is None:
+        return node.ladder
+    try:
+        return ladder.parse_ladder(spec)
+    except ValueError as err:  # written by hand into the table: the default, and say so
+        log.warning("app %s: ladder %r refused (%s): the default is used", app, spec, err)
+        return node.ladder
+
+
 def _probe(conn: Connection, node: Node, job: jobs.Job) -> None:
     found = _source(conn, node, job.sid)
     if found is None:
@@ -146,7 +159,7 @@ def _probe(conn: Connection, node: Node, job: jobs.Job) -> None:
             "UPDATE media SET state = 'processing', code = NULL, message = NULL, info = %s WHERE sid = %s",
             (json.dumps(info.as_dict()), job.sid),
         )
-        _plan(cur, job, info, node.ladder)
+        _plan(cur, job, info, _ladder(cur, node, job.app))
         jobs.mark_finished(cur, job, node.node_id)
     conn.commit()
 
@@ -160,12 +173,12 @@ def _rung(info: probe.Info, name: str, rungs: tuple[ladder.Rung, ...]) -> ladder
     raise ValueError(f"no rung {name}")
 
 
-def _output_args(node: Node, info: probe.Info, name: str) -> list[str]:
+def _output_args(node: Node, info: probe.Info, name: str, rungs: tuple[ladder.Rung, ...]) -> list[str]:
     if name == "source":
         return package.copy_args(node.segment_seconds)
     if name == "audio":
         return ladder.audio_args(node.segment_seconds)
-    rung = _rung(info, name, node.ladder)
+    rung = _rung(info, name, rungs)
     threads = int(transcode_cores(info, rung))
     return [*ladder.transcode_args(info, rung, node.segment_seconds), "-threads", str(threads)]
 
@@ -270,10 +283,13 @@ def _make(
 
 def _hls(conn: Connection, node: Node, job: jobs.Job) -> None:
     name = job.kind.split(":", 1)[1]
+    with conn.cursor() as cur:
+        rungs = _ladder(cur, node, job.app)
+    conn.commit()
 
     def work(src: Path, folder: Path, info: probe.Info, progress: package.Progress) -> None:
         package.hls(
-            src, folder / name, _output_args(node, info, name), info.duration, progress,
+            src, folder / name, _output_args(node, info, name, rungs), info.duration, progress,
             before_publish=_measure(name, info),
         )  # fmt: skip
 

@@ -124,6 +124,7 @@ def test_the_player_plays_switches_seeks_and_reports(
     rows = wait_rows(conn, video["sid"], 1)
     assert len(rows) == 1 and rows[0]["app"] == video["app"], rows
     assert rows[0]["first_frame_ms"] == measured["firstFrameMs"]
+    assert rows[0]["event"] == "first_frame" and rows[0]["view_id"] == measured["view"], rows
 
     # a fixed rung from the menu, then a seek: it plays on from there at that rung
     page.evaluate("document.getElementById('video').pause()")
@@ -140,11 +141,37 @@ def test_the_player_plays_switches_seeks_and_reports(
     assert page.evaluate(f"{PLAYER}.autoLevel") is True
     assert not [text for text in console if "Content Security Policy" in text], console
 
-    # leaving the page sends the last report
+    # leaving the page sends the last report: the view's row holds its latest numbers
     switches = page.evaluate(f"{PLAYER}.switches")
     page.goto("about:blank")
-    rows = wait_rows(conn, video["sid"], 2)
-    assert len(rows) == 2 and rows[1]["switches"] == switches, rows
+    deadline = time.monotonic() + 10
+    while (rows := qos_rows(conn, video["sid"]))[0]["event"] != "end" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(rows) == 1 and rows[0]["event"] == "end" and rows[0]["switches"] == switches, rows
+    assert rows[0]["first_frame_ms"] == measured["firstFrameMs"]
+    page.close()
+
+
+def test_the_scrub_bar_previews_and_seeks(video: dict[str, Any], browser: Any) -> None:
+    """The thumbnails track (thumbs.vtt beside the master) gives the page a scrub bar: a
+    pointer over it shows the sprite's tile for that time; a click seeks there."""
+    assert video["media"]["thumbnails_vtt"] == video["media"]["hls"].replace("master.m3u8", "thumbs.vtt")
+    page = browser.new_page()
+    page.goto(video["media"]["player"])
+    wait_until(page, f"{PLAYER}.thumbnails > 0 && document.getElementById('video').duration > 0")
+    bar = page.locator("#scrub")
+    box = bar.bounding_box()
+    assert box is not None and box["width"] > 100
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#preview", state="visible", timeout=5000)
+    duration = page.evaluate("document.getElementById('video').duration")
+    assert abs(page.evaluate(f"{PLAYER}.previewAt") - duration / 2) < 0.2
+    picture = page.evaluate("getComputedStyle(document.getElementById('preview-picture')).backgroundImage")
+    assert "/sprite.jpg" in picture, picture
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    wait_until(page, f"Math.abs(document.getElementById('video').currentTime - {duration * 0.75}) < 1")
+    page.mouse.move(box["x"], box["y"] - 200)
+    page.wait_for_selector("#preview", state="hidden", timeout=5000)
     page.close()
 
 
@@ -216,7 +243,17 @@ def test_qos_reports_through_nginx(cluster: DevCluster, conn: Connection, video:
     assert refused({**body, "stalls": -1}) == (400, "invalid_qos")
     # larger than nginx's bound for this location: nginx's own JSON 413
     assert refused({**body, "padding": "x" * 8192}) == (413, "payload_too_large")
+    assert refused({**body, "view": "short"}) == (400, "invalid_qos")
+    assert refused({**body, "event": "other"}) == (400, "invalid_qos")
     assert len(qos_rows(conn, video["sid"])) == before + 2
+    # a view's reports: one row, the first frame kept, the counts the latest
+    view = {**body, "view": "v" * 32, "event": "first_frame", "stalls": 0, "first_frame_ms": 400.0}
+    assert requests.post(url, json=view, timeout=5).status_code == 204
+    last = {**view, "event": "end", "stalls": 3, "first_frame_ms": None}
+    assert requests.post(url, json=last, timeout=5).status_code == 204
+    rows = qos_rows(conn, video["sid"])
+    assert len(rows) == before + 3
+    assert (rows[-1]["event"], rows[-1]["stalls"], rows[-1]["first_frame_ms"]) == ("end", 3, 400.0)
 
 
 def test_qos_reports_are_rate_limited_per_address(cluster: DevCluster) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -239,6 +240,34 @@ def test_another_codec_gets_a_transcoded_ladder(
         assert out.splitlines()[0] == f"h264,{variant[:-1]}"
 
 
+def test_an_app_s_own_ladder(
+    client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path, admin_env: dict[str, str]
+) -> None:
+    """``mediagrid-admin app ladder``: the app's rungs, for the files probed from then on."""
+    admin = [sys.executable, "-m", "mediagrid.admin", "app", "ladder", "demo"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*admin, *args], env=admin_env, capture_output=True, text=True, timeout=60)
+
+    assert run().stdout.strip() == "media_ladder=default"
+    refused = run("--rungs", "720p,999p")
+    assert refused.returncode != 0 and "unknown rung 999p" in refused.stderr
+    assert run("--rungs", "240p, 480p").stdout.strip() == "media_ladder=480p,240p"  # tallest first
+    try:
+        src = clip(tmp_path / "own.avi", "-c:v", "mpeg4", "-c:a", "mp3", size="854x480", secs=2)
+        row = upload(client, cluster, conn, src)
+        ran = drain(cluster, conn, row["grp"], row["sid"])
+        assert ran[:2] == ["probe", "hls:480p"] and set(ran[2:]) == {"hls:240p", "poster", "sprite"}
+        master = requests.get(client.media(user_of(conn, row["sid"]), src.name)["hls"], timeout=5).text
+        assert "RESOLUTION=428x240" in master and "RESOLUTION=640x360" not in master
+    finally:
+        assert run("--default").stdout.strip() == "media_ladder=default"
+    assert subprocess.run(
+        [sys.executable, "-m", "mediagrid.admin", "app", "ladder", "nosuchapp"],
+        env=admin_env, capture_output=True, text=True, timeout=60,
+    ).returncode != 0  # fmt: skip
+
+
 def test_a_stopping_worker_gives_its_job_back(
     client: Client, cluster: DevCluster, conn: Connection, tmp_path: Path
 ) -> None:
@@ -324,8 +353,8 @@ def test_a_player_asks_for_a_rung_and_a_thumbnail_on_demand(
     assert asked.status_code == 202 and int(asked.headers["Retry-After"]) >= 1, asked.text
     assert asked.json()["state"] == "queued"
     assert requests.get(f"{base}/240p/index.m3u8", timeout=5).status_code == 202  # queued once
-    thumb = requests.get(f"{base}/thumb/1.5.jpg", timeout=5)
-    assert thumb.status_code == 202
+    thumb = requests.get(f"{base}/thumb.jpg", params={"t": "1.54"}, timeout=5)  # to a tenth: 1.5
+    assert thumb.status_code == 202 and thumb.json()["name"] == "thumb/1.5.jpg", thumb.text
     assert drain(cluster, conn, row["grp"], row["sid"]) == ["hls:240p", "thumb:1.5"]  # on-demand class
     made = requests.get(f"{base}/240p/index.m3u8", timeout=5)
     assert made.status_code == 200 and "#EXT-X-ENDLIST" in made.text
@@ -333,13 +362,18 @@ def test_a_player_asks_for_a_rung_and_a_thumbnail_on_demand(
     while "RESOLUTION=428x240" not in (master := requests.get(got["hls"], timeout=5).text):
         assert time.monotonic() < deadline, master
         time.sleep(0.2)
-    picture = requests.get(f"{base}/thumb/1.5.jpg", timeout=5)
+    picture = requests.get(f"{base}/thumb.jpg?t=1.5", timeout=5)
     assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"
+    assert picture.headers["Content-Type"] == "image/jpeg"
+    assert requests.get(f"{base}/thumb/1.5.jpg", timeout=5).content == picture.content  # made once
     # what cannot be made: a rung above the source, a time past the end, a random name
-    for name, code in (("1080p/index.m3u8", "no_such_rung"), ("thumb/99.0.jpg", "no_such_time"),
-                       ("nothing.txt", "no_such_rendition")):  # fmt: skip
+    for name, status, code in (
+        ("1080p/index.m3u8", 404, "no_such_rung"), ("thumb.jpg?t=99", 404, "no_such_time"),
+        ("nothing.txt", 404, "no_such_rendition"), ("thumb.jpg?t=abc", 400, "bad_time"),
+        ("thumb.jpg", 400, "bad_time"), ("thumb.jpg?t=-1", 400, "bad_time"),
+    ):  # fmt: skip
         refused = requests.get(f"{base}/{name}", timeout=5)
-        assert (refused.status_code, refused.json()["error"]["code"]) == (404, code), name
+        assert (refused.status_code, refused.json()["error"]["code"]) == (status, code), name
 
 
 def test_the_service_runs_the_queue_and_stops_cleanly(

@@ -77,6 +77,16 @@ def test_an_upload_plays_as_hls_through_the_vip(
     parts = got["hls"].split("/")
     at = parts.index("hls") + 1
     assert requests.get("/".join([*parts[:at], "B" * 22, *parts[at + 1 :]]), timeout=30).status_code == 403
+    # a thumbnail at a time, as the README asks for it: 202 while it is made, then the JPEG
+    asked = requests.get(f"{base}/thumb.jpg?t=6.25", timeout=30)
+    assert asked.status_code == 202 and int(asked.headers["Retry-After"]) >= 1, asked.text
+    deadline = time.monotonic() + 60
+    while (thumb := requests.get(f"{base}/thumb.jpg?t=6.2", timeout=30)).status_code == 202:
+        assert time.monotonic() < deadline, thumb.text
+        time.sleep(float(thumb.headers["Retry-After"]))
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8", thumb.status_code
+    bad = requests.get(f"{base}/thumb.jpg?t=soon", timeout=30)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_time")
     # the job ran on a node of the file's group, and the rendition is on both bricks
     (row,) = sql(
         "SELECT f.grp, f.path, j.node_id FROM files f JOIN media_jobs j ON j.sid = f.sid"

@@ -55,9 +55,11 @@ class Nginx:
 
     def _player(self, dest: Path, node_vars: Mapping[str, Any]) -> None:
         """The player page, as the role's configure tasks install it on a front node: its
-        files, and hls.js with its licence from the controller's build (``make player``).
-        Linked, so a build made after the cluster started is served too."""
+        files, its page (rendered: it names the HLS prefix), and hls.js with its licence
+        from the controller's build (``make player``). Linked, so a build made after the
+        cluster started is served too."""
         _link_all(self.role.path / "files" / "player", dest)
+        self._render("player.html.j2", dest / "index.html", node_vars)
         hlsjs = Path(self.role.vars({**self.shared, **node_vars})["nginx_player_hlsjs"]).resolve()
         (dest / "hls.min.js").symlink_to(hlsjs)
         (dest / "hls.js-LICENSE.txt").symlink_to(hlsjs.parent / "LICENSE")

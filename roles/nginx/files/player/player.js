@@ -2,17 +2,21 @@
  * same file. The cluster's player page: /player/#src=<HLS URL as the media API gives it>.
  *
  * The URL comes in the fragment, which the browser never sends, so its token stays out of
- * every server log. Only this origin's /hls/ playlists play: the page must not become an
+ * every server log. Only this origin's playlists under the prefixes the page names
+ * (data-hls-prefixes, from the role's nginx_hls_prefix) play: the page must not become an
  * open player for anyone's streams. hls.js plays them (MSE), or the browser itself where it
- * plays HLS natively. What the viewer saw (first-frame time, stalls, quality switches,
- * errors) goes to the tracker's POST /api/v1/qos once after the first frame and once when
- * the page goes away, and is readable as window.mediagridPlayer.
+ * plays HLS natively. A video with a thumbnails track (thumbs.vtt beside its master
+ * playlist) gets a scrub bar whose previews come from the track's sprite sheet. What the
+ * viewer saw (first-frame time, stalls, quality switches, errors) goes to the tracker's
+ * POST /api/v1/qos after the first frame and again when the page goes away, under one
+ * random view id, and is readable as window.mediagridPlayer.
  */
 (function () {
   "use strict";
 
-  var HLS_PREFIX = "/hls/";
+  var HLS_PREFIXES = (document.documentElement.getAttribute("data-hls-prefixes") || "").split(/\s+/).filter(Boolean);
   var QOS_URL = "/api/v1/qos";
+  var THUMBNAILS = "thumbs.vtt"; // the scrubbing previews' track, beside the master playlist
 
   var video = document.getElementById("video");
   var quality = document.getElementById("quality");
@@ -31,7 +35,10 @@
     errors: 0,
     refused: null,
     reports: 0,
-    reported: []
+    reported: [],
+    view: viewId(),
+    thumbnails: 0, // cues of the thumbnails track, once loaded
+    previewAt: null // the time the scrub preview shows, while it shows
   };
   window.mediagridPlayer = state;
 
@@ -40,6 +47,13 @@
   var playingAt = null; // when the first "playing" came, and the position then
   var playingFrom = 0;
   var stallStart = null;
+
+  // A random id for this page load: the view's reports update one row.
+  function viewId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
 
   function show(text) {
     message.textContent = text;
@@ -61,8 +75,9 @@
     if (url.origin !== location.origin || url.username || url.password) {
       return { error: "Refused: this player plays only this cluster's videos, not those of " + url.origin + "." };
     }
-    if (url.pathname.indexOf(HLS_PREFIX) !== 0 || !/\.m3u8$/.test(url.pathname)) {
-      return { error: "Refused: not an HLS playlist of this cluster (under " + HLS_PREFIX + ")." };
+    var under = HLS_PREFIXES.some(function (prefix) { return url.pathname.indexOf(prefix) === 0; });
+    if (!under || !/\.m3u8$/.test(url.pathname)) {
+      return { error: "Refused: not an HLS playlist of this cluster (under " + HLS_PREFIXES.join(" or ") + ")." };
     }
     return { url: url };
   }
@@ -72,6 +87,8 @@
   function report(why) {
     var body = JSON.stringify({
       src: src.href,
+      view: state.view,
+      event: why,
       first_frame_ms: state.firstFrameMs,
       stalls: state.stalls,
       stall_ms: Math.round(state.stallMs + (stallStart === null ? 0 : performance.now() - stallStart)),
@@ -134,7 +151,7 @@
     });
     window.addEventListener("pagehide", function () {
       endStall();
-      report("pagehide");
+      report("end");
     });
   }
 
@@ -175,6 +192,105 @@
       hls.currentLevel = n; // now: the buffer of the other rung is dropped
     }
     showLevel();
+  }
+
+  // -- scrubbing previews ------------------------------------------------------------------
+
+  // "00:01:02.500" or "01:02.500" -> seconds
+  function vttSeconds(text) {
+    return text.split(":").reduce(function (sum, part) { return sum * 60 + parseFloat(part); }, 0);
+  }
+
+  // The cues of a WebVTT thumbnails track: [{start, end, url, x, y, w, h}]; only pictures
+  // of this origin (the sprite beside the track) are taken.
+  function parseThumbnails(text, base) {
+    var cues = [];
+    var lines = text.split(/\r?\n/);
+    for (var i = 0; i < lines.length - 1; i++) {
+      var times = /^([0-9:.]+)\s+-->\s+([0-9:.]+)/.exec(lines[i]);
+      var target = /^(.+)#xywh=(\d+),(\d+),(\d+),(\d+)$/.exec(lines[i + 1].trim());
+      if (!times || !target) {
+        continue;
+      }
+      var url = new URL(target[1], base);
+      if (url.origin !== location.origin) {
+        continue;
+      }
+      cues.push({
+        start: vttSeconds(times[1]), end: vttSeconds(times[2]), url: url.href,
+        x: +target[2], y: +target[3], w: +target[4], h: +target[5]
+      });
+    }
+    return cues;
+  }
+
+  function cueAt(cues, t) {
+    for (var i = 0; i < cues.length; i++) {
+      if (t >= cues[i].start && t < cues[i].end) {
+        return cues[i];
+      }
+    }
+    return cues.length && t >= cues[cues.length - 1].end ? cues[cues.length - 1] : null;
+  }
+
+  function scrubBar(cues) {
+    var bar = document.getElementById("scrub");
+    var played = document.getElementById("played");
+    var preview = document.getElementById("preview");
+    var picture = document.getElementById("preview-picture");
+    var label = document.getElementById("preview-time");
+
+    function timeAt(event) {
+      var box = bar.getBoundingClientRect();
+      var share = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
+      return { t: share * (video.duration || 0), x: event.clientX - box.left, width: box.width };
+    }
+    bar.addEventListener("pointermove", function (event) {
+      var at = timeAt(event);
+      var cue = cueAt(cues, at.t);
+      if (!cue || !isFinite(at.t)) {
+        return;
+      }
+      picture.style.width = cue.w + "px";
+      picture.style.height = cue.h + "px";
+      picture.style.backgroundImage = "url(\"" + cue.url + "\")";
+      picture.style.backgroundPosition = -cue.x + "px " + -cue.y + "px";
+      label.textContent = at.t.toFixed(1) + " s";
+      preview.style.left = Math.min(Math.max(0, at.x - cue.w / 2), Math.max(0, at.width - cue.w)) + "px";
+      preview.hidden = false;
+      state.previewAt = at.t;
+    });
+    bar.addEventListener("pointerleave", function () {
+      preview.hidden = true;
+      state.previewAt = null;
+    });
+    bar.addEventListener("click", function (event) {
+      var at = timeAt(event);
+      if (isFinite(at.t)) {
+        video.currentTime = at.t;
+      }
+    });
+    video.addEventListener("timeupdate", function () {
+      played.style.width = video.duration ? (100 * video.currentTime / video.duration) + "%" : "0";
+    });
+    state.thumbnails = cues.length;
+    bar.hidden = false;
+  }
+
+  // The thumbnails track, if the video has one (a live stream or an audio file has none).
+  function loadThumbnails() {
+    var track = new URL(THUMBNAILS, src);
+    fetch(track.href, { credentials: "omit" }).then(function (resp) {
+      if (resp.status !== 200 || (resp.headers.get("Content-Type") || "").indexOf("text/vtt") !== 0) {
+        return null;
+      }
+      return resp.text();
+    }).then(function (text) {
+      var cues = text ? parseThumbnails(text, track) : [];
+      if (cues.length) {
+        scrubBar(cues);
+      }
+    }).catch(function () {});
   }
 
   // -- playback ----------------------------------------------------------------------------
@@ -222,6 +338,9 @@
     src = checked.url;
     video.poster = new URL("poster.jpg", src).href;
     watch();
+    if (window.fetch) {
+      loadThumbnails();
+    }
     if (window.Hls && window.Hls.isSupported()) {
       playWithHlsJs();
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
