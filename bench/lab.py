@@ -43,6 +43,7 @@ import cpu
 from common import curl_time, paced_lua, table, users_lua, write_between, wrk
 
 from mediagrid.client import Client
+from mediagrid_dev.lab import ADMIN_APP, admin_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = os.environ.get("LAB_NET_PREFIX", "10.77.0")
@@ -199,15 +200,9 @@ def sql(query: str) -> list[list[str]]:
 
 
 def admin_client(conf: dict[str, str]) -> Client:
-    """The lab's admin app (`ops`, LAB ONLY secret from the lab inventory): only admin apps
-    see the topology (GET /api/v1/groups)."""
-    vault = ROOT / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
-    secret = next(
-        line.split(":", 1)[1].strip()
-        for line in vault.read_text().splitlines()
-        if line.startswith("vault_mediagrid_ops_secret:")
-    )
-    return Client(conf["url"], "ops", secret, ca_file=conf.get("ca_file"), timeout=30)
+    """The lab's admin app (LAB ONLY secret from the lab inventory): only admin apps see the
+    topology (GET /api/v1/groups)."""
+    return Client(conf["url"], ADMIN_APP, admin_secret(), ca_file=conf.get("ca_file"), timeout=30)
 
 
 def wait_ready(client: Client, timeout: float) -> None:

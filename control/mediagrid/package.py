@@ -80,13 +80,12 @@ def hls(
             "-hls_segment_filename", os.fspath(work / "seg_%05d.ts"),
             os.fspath(work / "index.m3u8"),
         ]  # fmt: skip
-        _run(argv, duration, progress, timeout)
-        segments, size = _check(work)
-        if before_publish is not None:
-            before_publish(work)
-        # one fsync after another costs a network round trip each on GlusterFS: at once
-        with ThreadPoolExecutor(FSYNC_THREADS) as pool:
-            list(pool.map(_fsync, list(work.iterdir())))
+        with _Syncer(work) as syncer:
+            _run(argv, duration, progress, timeout)
+            segments, size = _check(work)
+            if before_publish is not None:
+                before_publish(work)
+            syncer.rest()
         _fsync(work)
         os.rename(work, dest)  # the rendition appears whole, or not at all
         _fsync(dest.parent)
@@ -151,6 +150,50 @@ def _check(work: Path) -> tuple[int, int]:
             raise PackageFailed("incomplete", f"segment {name} is missing")
         size += seg.stat().st_size
     return len(names), size + playlist.stat().st_size
+
+
+class _Syncer:
+    """Makes a rendition's files durable while ffmpeg still writes it: a segment is whole
+    once the next one exists (the HLS muxer writes one at a time), and it is fsynced then,
+    in the background, so at the end only the last segment and the playlists are left. One
+    fsync after another costs a network round trip each on GlusterFS: they run at once."""
+
+    PERIOD = 0.2
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.done: set[str] = set()
+        self.pool = ThreadPoolExecutor(FSYNC_THREADS)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, name="fsync", daemon=True)
+
+    def __enter__(self) -> _Syncer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.pool.shutdown(wait=True)
+
+    def _sync(self, names: list[str]) -> None:
+        fresh = [n for n in names if n not in self.done]
+        list(self.pool.map(_fsync, [self.work / n for n in fresh]))
+        self.done.update(fresh)
+
+    def _follow(self) -> None:
+        while not self.stop.wait(self.PERIOD):
+            try:
+                segments = sorted(p.name for p in self.work.glob("seg_*.ts"))
+                self._sync(segments[:-1])  # every one but the one being written
+            except OSError:
+                return  # the run failed or stopped: rest() or the cleanup says so
+
+    def rest(self) -> None:
+        """After ffmpeg: every file not synced yet (the whole output once it is checked)."""
+        self.stop.set()
+        self.thread.join()
+        self._sync(sorted(p.name for p in self.work.iterdir()))
 
 
 def _fsync(path: Path) -> None:

@@ -270,7 +270,11 @@ def _make(
         elif isinstance(err, package.PackageFailed) and err.code == "stopped":
             if node.stop.is_set():
                 jobs.release(conn, job, node.node_id)  # the service stops: another node takes it
-            return  # else the job is another node's now, or cancelled: nothing to record
+            elif _source(conn, node, job.sid) is None:
+                # cancelled by the file's deletion: the directory this run made for its
+                # output goes too (the shim removed the renditions before it was made)
+                volume.remove_renditions(node.data_dir, rel)
+            return  # else the job is another node's now: nothing to record
         else:
             code, message = err.code, err.message
             if jobs.finish(conn, job, node.node_id, code, message) and job.klass == jobs.FIRST_PLAYABLE:

@@ -40,7 +40,7 @@ PLAYER = "window.mediagridPlayer"
 @pytest.fixture(scope="session")
 def hlsjs() -> Path:
     """hls.js for the page (the dev cluster links it from build/player/): made if missing."""
-    path = REPO / "build" / "player" / "hls.min.js"
+    path = REPO / "build" / "player" / "hls.light.min.js"
     if not path.is_file():
         subprocess.run(["make", "-C", str(REPO), "player"], check=True, timeout=600)
     return path
@@ -207,7 +207,7 @@ def test_the_player_page_has_its_csp(cluster: DevCluster, hlsjs: Path) -> None:
     assert page.status_code == 200 and "player.js" in page.text
     assert page.headers["Content-Security-Policy"] == CSP
     assert page.headers["X-Content-Type-Options"] == "nosniff"
-    script = requests.get(f"{cluster.url}/player/hls.min.js", timeout=5)
+    script = requests.get(f"{cluster.url}/player/hls.light.min.js", timeout=5)
     assert script.status_code == 200 and "javascript" in script.headers["Content-Type"]
     assert script.content == hlsjs.read_bytes()
     assert script.headers["Content-Security-Policy"] == CSP

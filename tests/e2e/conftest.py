@@ -7,7 +7,6 @@ driven with the docker CLI, the database is read with `docker exec db1 mariadb`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import subprocess
@@ -22,23 +21,13 @@ import pytest
 import requests
 
 from mediagrid.client import Client
+from mediagrid_dev.lab import ADMIN_APP, admin_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("LAB_NET_PREFIX", "10.77.0")
 CLIENT_CONF = Path(os.environ.get("MEDIAGRID_LAB_CLIENT_CONFIG", ROOT / "build" / "lab" / "client.toml"))
 GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
 ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
-# The lab's admin app (sees the topology, /api/v1/groups): inventory/lab/group_vars/all/.
-ADMIN_APP = "ops"
-LAB_VAULT = ROOT / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
-
-
-def admin_secret() -> str:
-    """The lab's admin app secret (LAB ONLY, in plain text in the lab inventory)."""
-    for line in LAB_VAULT.read_text().splitlines():
-        if line.startswith("vault_mediagrid_ops_secret:"):
-            return line.split(":", 1)[1].strip()
-    raise LookupError(f"no vault_mediagrid_ops_secret in {LAB_VAULT}")
 
 
 def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
@@ -122,25 +111,6 @@ def lab() -> Lab:
         os.environ["CURL_CA_BUNDLE"] = lab.ca_file
     lab.wait_states({n: "ACTIVE" for nodes in GROUPS.values() for n in nodes}, 120)
     return lab
-
-
-def front_spki_hashes() -> list[str]:
-    """The SPKI hashes (base64 SHA-256) of the front nodes' lab certificates: Chromium keeps
-    its own trust store, so the browser tests pin the cluster's keys instead
-    (--ignore-certificate-errors-spki-list): the VIP's certificate is still checked."""
-    hashes = []
-    for crt in sorted((ROOT / "build" / "lab" / "pki").glob("tracker*.crt")):
-        pub = subprocess.run(
-            ["openssl", "x509", "-in", str(crt), "-pubkey", "-noout"], capture_output=True, check=True
-        )
-        der = subprocess.run(
-            ["openssl", "pkey", "-pubin", "-outform", "der"],
-            input=pub.stdout,
-            capture_output=True,
-            check=True,
-        )
-        hashes.append(base64.b64encode(hashlib.sha256(der.stdout).digest()).decode())
-    return hashes
 
 
 @pytest.fixture(scope="session")

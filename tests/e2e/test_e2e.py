@@ -15,17 +15,15 @@ import requests
 from mediagrid.client import Client, MediagridError
 from mediagrid.signing import signed_headers
 from mediagrid_dev.browser import CHROMIUM, chromium_args
+from mediagrid_dev.lab import ADMIN_APP, admin_secret, front_spki_hashes
 
 from .conftest import (
     ADDRESS,
-    ADMIN_APP,
     GROUPS,
     Lab,
     admin,
-    admin_secret,
     brick_path,
     docker,
-    front_spki_hashes,
     sha256,
     sql,
 )

@@ -208,23 +208,29 @@ def test_a_killed_storage_node_s_job_completes_on_the_peer(lab: Lab, client: Cli
     client.delete(user, "old.mkv")
 
 
-def test_a_file_deleted_while_its_job_runs(lab: Lab, client: Client, old: Path) -> None:
-    user = f"voddel-{RUN}"
-    client.upload(old, user, "old.mkv")
-    job_id, _, node = running_job(user, "hls:")
-    (row,) = sql(f"SELECT grp, path FROM files WHERE user = '{user}'")
-    grp, path = row
-    client.delete(user, "old.mkv")
-    assert sql(f"SELECT state FROM media_jobs WHERE id = {job_id}") == [["cancelled"]]
-    # the worker learns it at its next renewal: ffmpeg stops, nothing of the video is left
-    deadline = time.monotonic() + 20
-    while docker("exec", node, "pgrep", "-f", path, check=False).strip():
-        assert time.monotonic() < deadline, "ffmpeg still runs for a deleted file"
+def assert_cleared(grp: str, path: str, timeout: float = 20) -> None:
+    """Once a file is deleted, no ffmpeg of its jobs runs within ``timeout`` and nothing of
+    it (the file, its renditions, a run's temporaries) is left on its group's bricks."""
+    deadline = time.monotonic() + timeout
+    while any(docker("exec", n, "pgrep", "-f", path, check=False).strip() for n in GROUPS[grp]):
+        assert time.monotonic() < deadline, f"ffmpeg still runs for the deleted {path}"
         time.sleep(0.5)
     leaf, name = path.rsplit("/", 1)
     for brick_host in GROUPS[grp]:
         listing = docker("exec", brick_host, "ls", "-a", brick_path(brick_host, grp, leaf)).split()
         assert not [n for n in listing if n.startswith(name)], (brick_host, listing)
+
+
+def test_a_file_deleted_while_its_job_runs(lab: Lab, client: Client, old: Path) -> None:
+    user = f"voddel-{RUN}"
+    client.upload(old, user, "old.mkv")
+    job_id, _, _ = running_job(user, "hls:")
+    (row,) = sql(f"SELECT grp, path FROM files WHERE user = '{user}'")
+    grp, path = row
+    client.delete(user, "old.mkv")
+    assert sql(f"SELECT state FROM media_jobs WHERE id = {job_id}") == [["cancelled"]]
+    # the worker learns it at its next renewal: ffmpeg stops, nothing of the video is left
+    assert_cleared(grp, path)
     assert sql(
         f"SELECT COUNT(*) FROM media WHERE sid = (SELECT sid FROM media_jobs WHERE id = {job_id})"
     ) == [["0"]]
@@ -259,6 +265,10 @@ def test_an_app_over_its_quota_does_not_delay_another(
         assert "app_max_jobs" in waits, states
         print(f"3 uploads of another app playable {took:.1f} s after a burst of 4 from an app at its quota")
     finally:
+        stored = sql(f"SELECT grp, path FROM files WHERE app = '{app}'")
         for i in range(4):
             busy.delete(f"b{i}", "old.mkv")
+        # their jobs end before the next test: nothing of them runs or is left behind
+        for grp, path in stored:
+            assert_cleared(grp, path)
         admin("app", "delete", app)

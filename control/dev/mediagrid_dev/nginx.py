@@ -61,7 +61,7 @@ class Nginx:
         _link_all(self.role.path / "files" / "player", dest)
         self._render("player.html.j2", dest / "index.html", node_vars)
         hlsjs = Path(self.role.vars({**self.shared, **node_vars})["nginx_player_hlsjs"]).resolve()
-        (dest / "hls.min.js").symlink_to(hlsjs)
+        (dest / "hls.light.min.js").symlink_to(hlsjs)
         (dest / "hls.js-LICENSE.txt").symlink_to(hlsjs.parent / "LICENSE")
 
     def node(self, name: str, site: str, port: int, overrides: Mapping[str, Any]) -> Service:

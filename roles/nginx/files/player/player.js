@@ -131,6 +131,9 @@
       if (state.firstFrameMs === null && playingAt !== null && video.currentTime > playingFrom) {
         state.firstFrameMs = Math.round(playingAt);
         report("first_frame");
+        if (window.fetch) {
+          loadThumbnails(); // after the first frame: nothing the picture waits for
+        }
       }
     });
     // A stall: playback waits for data while it was playing (not a seek, not a pause).
@@ -299,8 +302,9 @@
     var Hls = window.Hls;
     // No worker: the CSP allows scripts of this origin only, not hls.js's blob: worker.
     // The lowest rung first: its first segment is the smallest, so the first frame comes
-    // soonest; the bandwidth estimate then moves up the ladder.
-    hls = new Hls({ enableWorker: false, startLevel: 0 });
+    // soonest; the bandwidth estimate then moves up the ladder. startFragPrefetch: that
+    // segment is fetched while the media source opens, not after.
+    hls = new Hls({ enableWorker: false, startLevel: 0, startFragPrefetch: true });
     hls.on(Hls.Events.MANIFEST_PARSED, buildMenu);
     quality.addEventListener("change", chooseLevel);
     hls.on(Hls.Events.LEVEL_SWITCHED, function (_event, data) {
@@ -338,9 +342,6 @@
     src = checked.url;
     video.poster = new URL("poster.jpg", src).href;
     watch();
-    if (window.fetch) {
-      loadThumbnails();
-    }
     if (window.Hls && window.Hls.isSupported()) {
       playWithHlsJs();
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {

@@ -70,10 +70,12 @@ def test_player_page_is_served_with_its_csp(host):
     headers = host.check_output("curl -fsS -D - -o /dev/null http://127.0.0.1/player/").lower()
     assert "content-security-policy: default-src 'self'; media-src 'self' blob:" in headers
     assert "frame-ancestors 'none'" in headers
-    for name in ("index.html", "player.js", "player.css", "hls.min.js", "hls.js-LICENSE.txt"):
+    for name in ("index.html", "player.js", "player.css", "hls.light.min.js", "hls.js-LICENSE.txt"):
         assert host.file(f"/var/www/mediagrid/player/{name}").mode == 0o644
-    script = host.check_output("curl -fsS -D - -o /dev/null http://127.0.0.1/player/hls.min.js").lower()
+    script = host.check_output("curl -fsS -D - -o /dev/null http://127.0.0.1/player/hls.light.min.js").lower()
     assert "content-type: application/javascript" in script
+    # the page names the prefix whose playlists it plays (nginx_hls_prefix)
+    assert 'data-hls-prefixes="/hls/"' in host.check_output("curl -fsS http://127.0.0.1/player/")
 
 
 def test_qos_reports_have_a_small_body_bound(host):
