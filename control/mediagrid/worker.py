@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -261,8 +262,10 @@ def _make(
     def progress(done: float) -> bool:
         return not node.stop.is_set() and jobs.renew(conn, job, node.node_id, node.lease, done)
 
+    began = time.monotonic()
     try:
         info = _info(conn, job.sid) or probe.read(src, node.limits)
+        worked = time.monotonic()
         work(src, folder, info, progress)
     except (package.PackageFailed, probe.MediaRefused) as err:
         if isinstance(err, package.PackageFailed) and err.code == "exists":
@@ -280,7 +283,14 @@ def _make(
             if jobs.finish(conn, job, node.node_id, code, message) and job.klass == jobs.FIRST_PLAYABLE:
                 _set_state(conn, job.sid, "failed", code, message)
             return
+    made = time.monotonic()
     published = _publish(conn, node, job, folder, job.kind.startswith("hls:"))
+    # where a job's time goes (the benchmarks compare it with the same ffmpeg by hand)
+    log.info(
+        "job %d: %s %s in %.2f s (setup %.2f, work %.2f, publish %.2f)",
+        job.id, job.kind, "published" if published else "not published", time.monotonic() - began,
+        worked - began, made - worked, time.monotonic() - made,
+    )  # fmt: skip
     if not published and _source(conn, node, job.sid) is None:  # deleted while it ran
         volume.remove_renditions(node.data_dir, rel)
 
