@@ -7,8 +7,8 @@ v1. packaging: the worker's ``hls:source`` job (ffmpeg -c copy, checks, fsync, r
     worker's output is durable before it is published); v1b the same for a 5 min clip at
     a film's bit rate, where the per-rendition costs weigh less;
 v2. transcoding: the worker's job for one rung vs the same ffmpeg command by hand;
-v3. upload acknowledged -> first rendition playable (the media API gives ``hls``), 60 s
-    720p H.264 clip (goal 5 s);
+v3. upload acknowledged -> first rendition playable (its job marked done, from which on
+    the media API gives ``hls``), 60 s 720p H.264 clip (goal 5 s);
 v4. a burst of 20 jobs from two apps: the CPU each node's worker unit takes stays
     within its budget (+10%), and within each class jobs start most expensive first; the
     timeline of cores admitted per node is plotted to docs/vod-burst.png;
@@ -75,8 +75,8 @@ MPEG4 = ("-c:v", "mpeg4", "-q:v", "4", "-c:a", "mp3")
 
 def job(sid: int, kind: str) -> dict[str, Any]:
     (row,) = sql(
-        "SELECT node_id, state, TIMESTAMPDIFF(MICROSECOND, started, finished) / 1e6, cores, cost"
-        f" FROM media_jobs WHERE sid = {sid} AND kind = '{kind}'"
+        "SELECT node_id, state, TIMESTAMPDIFF(MICROSECOND, started, finished) / 1e6, cores, cost,"
+        f" UNIX_TIMESTAMP(finished) FROM media_jobs WHERE sid = {sid} AND kind = '{kind}'"
     )
     return {
         "node": row[0],
@@ -84,6 +84,7 @@ def job(sid: int, kind: str) -> dict[str, Any]:
         "seconds": float(row[2]),
         "cores": float(row[3]),
         "cost": float(row[4]),
+        "finished": float(row[5]),  # unix time (db1 shares this machine's clock)
     }
 
 
@@ -95,7 +96,9 @@ def file_of(app: str, user: str, file_id: str) -> tuple[int, str, str]:
 
 
 def wait_jobs(sid: int, timeout: float = 600) -> None:
-    """Until no job of the file is queued or running."""
+    """Until no job of the file is queued or running. Polled every 2 s: each poll is a
+    `docker exec` (about 0.1 s of CPU on this machine), and the jobs it waits for are the
+    ones being timed against a by-hand run that has no poller beside it."""
     deadline = time.monotonic() + timeout
     while (
         sql(f"SELECT COUNT(*) FROM media_jobs WHERE sid = {sid} AND state IN ('queued', 'running')")[0][0]
@@ -103,7 +106,7 @@ def wait_jobs(sid: int, timeout: float = 600) -> None:
     ):
         if time.monotonic() > deadline:
             raise SystemExit(f"jobs of {sid} still running after {timeout:.0f} s")
-        time.sleep(0.5)
+        time.sleep(2)
 
 
 def node_python(node: Node, code: str) -> str:
@@ -195,17 +198,17 @@ def main() -> int:
             for i in range(count):
                 file_id = f"{src.stem}{i}.mp4"
                 bench.upload(src, "v", file_id)
-                acked = time.monotonic()
-                while not bench.media("v", file_id).get("hls"):
-                    if time.monotonic() - acked > 300:
-                        raise SystemExit("no playable rendition after 300 s")
-                    time.sleep(0.05)
-                if src is movie:
-                    playable.append(time.monotonic() - acked)
+                acked = time.time()
                 made.append((bench, "v", file_id))
                 sid, grp, path = file_of(APP, "v", file_id)
                 wait_jobs(sid)
                 done = job(sid, "hls:source")
+                if src is movie:
+                    # playable when the job is marked done: the media API lists `hls` from
+                    # that transaction on (read from the database, so no poller competes
+                    # with the job for the CPU while it runs)
+                    playable.append(done["finished"] - acked)
+                    assert bench.media("v", file_id).get("hls"), "done, yet the API gives no hls"
                 packaged.append(done["seconds"])
                 hand_pack.append(
                     by_hand(
