@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mediagrid import config, inflight, names
+from mediagrid import config, inflight, names, removed
 from mediagrid.agent import Janitor
 from mediagrid.client import Client, MediagridError
 from mediagrid.db import one
@@ -228,6 +228,9 @@ def test_removed_node_leaves_the_listing_and_its_key_stops_working(
     admin = [sys.executable, "-m", "mediagrid.admin", "node"]
     subprocess.run([*admin, "remove", node], env=env, check=True, capture_output=True)
     try:
+        # every process of every tracker rereads the list within CACHE_SECONDS: the gunicorn
+        # worker that answers the heartbeat below may not be the one that answered the listing
+        time.sleep(removed.CACHE_SECONDS + 0.5)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and any(node in _states_on(cluster, t) for t in (0, 1)):
             time.sleep(0.5)
@@ -245,4 +248,5 @@ def test_removed_node_leaves_the_listing_and_its_key_stops_working(
         )
     finally:
         subprocess.run([*admin, "allow", node], env=env, check=True, capture_output=True)
+        time.sleep(removed.CACHE_SECONDS + 0.5)  # no process still holds it removed
     cluster.wait_active(len(cluster.storage_nodes), 30)
