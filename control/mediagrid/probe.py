@@ -40,6 +40,11 @@ IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "gif",
 COPY_VIDEO = frozenset({"h264"})
 COPY_AUDIO = frozenset({"aac", "mp3"})
 
+# ffprobe's confidence in the container it chose: AVPROBE_SCORE_EXTENSION (50) is what a
+# matching file name alone earns. Most formats' own headers score far above it; a few real
+# ones score below (a short MPEG-PS file: 26), so a low score alone refuses nothing.
+PROBE_SCORE_SURE = 50
+
 
 class MediaRefused(Exception):
     """A file the pipeline will not process: a stable ``code``, the media state it leads to,
@@ -176,6 +181,21 @@ def _rotation(stream: dict[str, Any]) -> int:
 def parse(doc: dict[str, Any], size: int, limits: Limits) -> Info:
     """``Info`` from ffprobe's JSON (``-show_format -show_streams``) of a file of ``size``
     bytes, or ``MediaRefused``."""
+    fmt = doc.get("format") or {}
+    try:
+        return _parse(doc, size, limits)
+    except MediaRefused as err:
+        if err.state == "failed" and _int(fmt.get("probe_score", PROBE_SCORE_SURE)) < PROBE_SCORE_SURE:
+            # ffprobe only guessed the container (about one random file in 300 looks like
+            # raw H.263 to it) and what it found makes no sense: not media, not a bad video.
+            container = fmt.get("format_name", "")
+            raise MediaRefused(
+                "not_media", "not_media", f"not media (ffprobe guessed {container}: {err.message})"
+            ) from None
+        raise
+
+
+def _parse(doc: dict[str, Any], size: int, limits: Limits) -> Info:
     fmt = doc.get("format") or {}
     streams = doc.get("streams") or []
     container = str(fmt.get("format_name", ""))

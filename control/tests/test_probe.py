@@ -5,6 +5,7 @@ the policy limits before anything decodes it. Every file here is made with Debia
 from __future__ import annotations
 
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -144,3 +145,12 @@ def test_cost_scales_with_pixels_rate_duration_and_preset(tmp_path: Path) -> Non
     assert probe.cost(info, height=360) == pytest.approx(0.25, rel=0.05)
     assert probe.cost(info, preset_factor=2.0) == pytest.approx(2.0, rel=0.05)
     assert probe.cost(info, height=1080) == probe.cost(info)  # never above the source
+
+
+def test_bytes_that_ffprobe_guesses_are_raw_h263_are_not_media(tmp_path: Path) -> None:
+    # These seeded bytes are one of the ~1 in 300 random files ffprobe takes for a raw H.263
+    # stream (probe score 25, a picture with no size): a guess, not a recognised container.
+    path = tmp_path / "random.mp4"
+    path.write_bytes(random.Random(1297).randbytes(64 << 10))
+    err = refused(path)
+    assert (err.state, err.code) == ("not_media", "not_media")
