@@ -1,6 +1,9 @@
-"""Stream keys for live publishing (issue 13); no Flask, no MariaDB.
+"""Stream names and keys for live publishing (issue 13); no Flask, no MariaDB.
 
-A publisher is given an RTMP URL per origin, ``rtmp://<origin>/live/<app>/<stream>?k=<key>``.
+A publisher is given an RTMP URL per origin, ``rtmp://<origin>/live/<app>.<stream>?k=<key>``.
+nginx-rtmp knows one application (``live``) and the stream by one name: ``<app>.<stream>``
+(:func:`rtmp_name`), unambiguous since neither an app nor a stream name holds a dot, and
+a single path element, which ffmpeg and OBS do not split into an application instance.
 The key is ``<kid>.<role>.<expires>.<mac>``:
 
 - ``kid``: a random id, recorded by the tracker with the key's app, stream and origin, so
@@ -24,6 +27,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from .names import APP_RE
 from .signing import equal, sign
 
 ROLES = ("primary", "backup")
@@ -50,6 +54,19 @@ def valid_stream(name: str) -> bool:
     """A stream name: 1-64 of letters, digits, ``_`` and ``-``, not starting with either of
     the last two (no ``/``, ``..``, NUL or space can reach nginx-rtmp or a path)."""
     return STREAM_RE.fullmatch(name) is not None
+
+
+def rtmp_name(app: str, stream: str) -> str:
+    """The stream's name in nginx-rtmp (and its HLS directory on the origin)."""
+    return f"{app}.{stream}"
+
+
+def split_rtmp_name(name: str) -> tuple[str, str] | None:
+    """``(app, stream)`` of an nginx-rtmp stream name, or None if it is not one of ours."""
+    app, dot, stream = name.partition(".")
+    if not dot or APP_RE.fullmatch(app) is None or not valid_stream(stream):
+        return None
+    return app, stream
 
 
 def _text(app: str, stream: str, kid: str, role: str, expires: int) -> str:

@@ -49,3 +49,10 @@ def test_stream_names_refused(name: str) -> None:
     assert not streamkeys.valid_stream(name)
     with pytest.raises(ValueError):
         streamkeys.issue(ORIGIN, "demo", name, "primary", 1)
+
+
+def test_rtmp_names_carry_app_and_stream() -> None:
+    assert streamkeys.rtmp_name("demo", "cam-1") == "demo.cam-1"
+    assert streamkeys.split_rtmp_name("demo.cam-1") == ("demo", "cam-1")
+    for name in ("demo", "demo.", ".cam", "Demo.cam", "demo.cam.x", "demo.a/b", "demo..cam", "de mo.cam"):
+        assert streamkeys.split_rtmp_name(name) is None, name
