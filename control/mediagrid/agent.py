@@ -13,16 +13,16 @@ import re
 import subprocess
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pymysql
 import requests
 
-from . import daemon, inflight, orphans
+from . import daemon, inflight, livesessions, nodeclient, orphans
 from .config import Settings
-from .contract import Report
+from .contract import LiveSession, Report
 from .db import Connection, connect
-from .signing import signed_headers
 from .spool import TMP_DIR
 
 log = logging.getLogger("mediagrid.agent")
@@ -192,7 +192,37 @@ def next_seq() -> int:
     return _last_seq
 
 
-def report(conf: Settings, heal: HealWatcher) -> Report:
+def live_sessions(conf: Settings, session: requests.Session) -> list[LiveSession] | None:
+    """The live streams this origin carries: the shim's sessions nginx-rtmp still has a
+    publisher for, with its figures; None when nginx-rtmp's statistics cannot be read (the
+    trackers keep what they had: a slow read must not end a stream)."""
+    if not conf.rtmp_stat_url or not conf.live_sessions_dir:
+        return []
+    try:
+        resp = session.get(conf.rtmp_stat_url, timeout=1)
+        resp.raise_for_status()
+        stats = livesessions.parse_stat(resp.content)
+    except (requests.RequestException, ValueError) as err:  # ET.ParseError is a ValueError
+        log.warning("cannot read nginx-rtmp statistics at %s: %s", conf.rtmp_stat_url, err)
+        return None
+    return [
+        LiveSession(
+            app=s.app,
+            stream=s.stream,
+            role=s.role,  # type: ignore[arg-type]  # checked when the session was admitted
+            client=s.client,
+            started=s.started,
+            bw_in=st.bw_in,
+            fps=st.fps,
+            width=st.width,
+            height=st.height,
+            viewers=st.viewers,
+        )
+        for s, st in livesessions.live(Path(conf.live_sessions_dir), stats)
+    ]
+
+
+def report(conf: Settings, heal: HealWatcher, live: list[LiveSession] | None = None) -> Report:
     """One heartbeat. A group volume that cannot be read (its mount lost every brick, say)
     reports no space and a pending heal: the node stays known but is offered to nobody."""
     pending = heal.pending()
@@ -213,6 +243,8 @@ def report(conf: Settings, heal: HealWatcher) -> Report:
         heal_pending=pending,
         heal_source=heal.source(),
         seq=next_seq(),
+        rtmp_url=conf.rtmp_url,
+        live=live,
     )
 
 
@@ -224,18 +256,7 @@ class TrackerLink:
         self.session = requests.Session()
 
     def _post(self, path: str, body: bytes) -> requests.Response:
-        headers = signed_headers(
-            self.conf.node_id,
-            self.conf.node_key,
-            "POST",
-            path,
-            None,
-            body,
-            cluster=True,
-        )
-        headers["Content-Type"] = "application/json"
-        headers["Connection"] = "close"  # a beat a second: no idle keep-alive to race with
-        return self.session.post(self.base + path, data=body, headers=headers, timeout=2)
+        return nodeclient.post(self.session, self.conf, self.base, path, body)
 
     def beat(self, payload: Report) -> None:
         body = payload.model_dump_json().encode()
@@ -266,12 +287,13 @@ def run(conf: Settings, stop: threading.Event) -> None:
     heal.check_once()  # the first heartbeat already knows
     threading.Thread(target=heal.run, args=(stop,), daemon=True, name="heal").start()
     janitor = Janitor(conf)
+    stat_session = requests.Session()
     next_sweep = 0.0
     while not stop.is_set():
         if time.monotonic() >= next_sweep:
             janitor.sweep()
             next_sweep = time.monotonic() + 60
-        payload = report(conf, heal)
+        payload = report(conf, heal, live_sessions(conf, stat_session))
         threads = [threading.Thread(target=link.beat, args=(payload,)) for link in links]
         for t in threads:
             t.start()

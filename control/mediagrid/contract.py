@@ -133,6 +133,44 @@ class Body(BaseModel):
 B = TypeVar("B", bound=Body)
 
 
+class LiveSession(BaseModel):
+    """One publisher on an origin, as its hooks admitted it and nginx-rtmp measures it."""
+
+    model_config = ConfigDict(strict=True)
+
+    app: str
+    stream: str
+    role: Literal["primary", "backup"]
+    client: str = Field(description="nginx-rtmp's client id on the origin")
+    started: float
+    bw_in: int = Field(default=0, description="ingest bits per second")
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    viewers: int = Field(default=0, description="players on the origin (edges' relays)")
+
+
+class LiveEvent(Body):
+    """An origin's hook, pushed to every tracker at once: a publisher started or ended."""
+
+    model_config = ConfigDict(strict=True)
+    invalid_code: ClassVar[str] = "invalid_report"
+
+    node_id: str
+    event: Literal["start", "end"]
+    at: float
+    session: LiveSession
+
+
+class PublishQuery(BaseModel):
+    user: UserName
+    record: str = Field("0", json_schema_extra={"enum": ["0", "1"]})
+
+
+class PlayQuery(BaseModel):
+    token: str = ""
+
+
 class Report(Body):
     """A storage node's join or heartbeat. ``heal_source`` came after the first agents,
     so a report without it is still valid."""
@@ -151,6 +189,10 @@ class Report(Body):
     heal_source: int = Field(0, description="heals this node owes its group peers")
     seq: int = Field(
         description="the node's report counter (its clock in ns): a tracker takes only newer reports"
+    )
+    rtmp_url: str = Field("", description="the node's RTMP origin (rtmp://address:port), if it is one")
+    live: list[LiveSession] | None = Field(
+        None, description="the live streams the node carries; null: unknown this time (keep the last)"
     )
 
     @model_validator(mode="after")
@@ -424,10 +466,19 @@ api = SpecTree(
 @functools.cache
 def document() -> dict[str, Any]:
     """The OpenAPI document of every service's routes."""
-    from . import gateway, idservice, ondemand, qos, storage, tracker, web
+    from . import gateway, idservice, live, livehooks, ondemand, qos, storage, tracker, web
 
     whole = Flask("mediagrid.contract")
-    blueprints = (tracker.bp, ondemand.bp, qos.bp, idservice.bp, storage.bp, gateway.bp)
+    blueprints = (
+        tracker.bp,
+        ondemand.bp,
+        qos.bp,
+        live.bp,
+        idservice.bp,
+        storage.bp,
+        livehooks.bp,
+        gateway.bp,
+    )
     for bp in (web.health_blueprint("contract"), *blueprints):
         whole.register_blueprint(bp)
     api.app = whole

@@ -98,6 +98,23 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("no_active_storage", 503, "the user's group has no ACTIVE storage server"),
     ErrorCode("no_writable_group", 503, "no group can take new users now"),
     ErrorCode("internal_error", 500, "a bug: the traceback is in the service's log"),
+    # live streaming (mediagrid.live, the origins' publish hooks in mediagrid.livehooks)
+    ErrorCode("invalid_stream", 400, "a stream name that is not [A-Za-z0-9][A-Za-z0-9_-]{0,63}"),
+    ErrorCode("stream_taken", 409, "a stream name another user of the app publishes under"),
+    ErrorCode("live_disabled", 503, "live streaming is not configured (no link key or cluster secret)"),
+    ErrorCode("no_origin", 503, "no live origin (storage node with RTMP) is ACTIVE"),
+    ErrorCode("unknown_stream", 404, "a play of a stream nobody ever published in this app"),
+    ErrorCode("stream_offline", 404, "a play of a stream that is not live now"),
+    ErrorCode("token_expired", 403, "a live play URL whose token has expired"),
+    ErrorCode("missing_key", 403, "a publish without a stream key (`k=`)"),
+    ErrorCode("malformed_key", 403, "a publish with something that is not a stream key"),
+    ErrorCode("bad_key", 403, "a publish whose key does not match the stream at that origin"),
+    ErrorCode("key_expired", 403, "a publish with a stream key past its expiry"),
+    ErrorCode("key_for_other_stream", 403, "a publish with a key issued for another stream"),
+    ErrorCode("key_for_other_origin", 403, "a publish with a key issued for another origin"),
+    ErrorCode("unknown_key", 403, "a publish with a well-formed key no tracker recorded"),
+    ErrorCode("key_banned", 403, "a publish with a key an operator banned"),
+    ErrorCode("already_live", 409, "a second publisher of the same stream and role on an origin"),
     # HTTP errors raised by Flask/Werkzeug, under a code named for their status
     ErrorCode(
         "bad_request", 400, "a malformed request (nginx too: a bad target, `..` above the root)", "http"

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     joined REAL NOT NULL,
     last_seen REAL NOT NULL,
     heal_source INTEGER NOT NULL DEFAULT 0,
-    seq INTEGER NOT NULL DEFAULT 0
+    seq INTEGER NOT NULL DEFAULT 0,
+    rtmp_url TEXT NOT NULL DEFAULT ''
 )
 """
 
@@ -60,6 +61,7 @@ class Node:
     last_seen: float
     heal_source: int
     seq: int
+    rtmp_url: str
     state: str
 
     def public(self, now: float) -> dict[str, Any]:
@@ -154,6 +156,8 @@ class NodeTable:
             conn.execute("ALTER TABLE nodes ADD COLUMN heal_source INTEGER NOT NULL DEFAULT 0")
         if "seq" not in columns:
             conn.execute("ALTER TABLE nodes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+        if "rtmp_url" not in columns:
+            conn.execute("ALTER TABLE nodes ADD COLUMN rtmp_url TEXT NOT NULL DEFAULT ''")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -172,7 +176,7 @@ class NodeTable:
         """Store a join or heartbeat report, validated by its model; False (nothing
         written) when it is not newer than the last report taken from the node."""
         now = time.time()
-        row = report.model_dump()
+        row = report.model_dump(exclude={"live"})
         row["grp"] = row.pop("group")
         row["joined"] = row["last_seen"] = now
         if self._conn().execute(_JOIN if join else _BEAT, row).rowcount == 0:

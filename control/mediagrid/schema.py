@@ -218,6 +218,46 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             " ADD UNIQUE KEY IF NOT EXISTS qos_reports_view (sid, view_id)",
         ],
     ),
+    (
+        14,
+        "live streams: their owners, stream keys, refused publishes",
+        [
+            # a stream name belongs to the app's user who first asked to publish it
+            """CREATE TABLE IF NOT EXISTS live_streams (
+                app VARCHAR(64) NOT NULL,
+                stream VARCHAR(64) NOT NULL,
+                user VARCHAR(255) NOT NULL,
+                record TINYINT(1) NOT NULL DEFAULT 0,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                PRIMARY KEY (app, stream)
+            ) ENGINE=InnoDB""",
+            # every key issued (its MAC is not kept: the origin checks it with its node key)
+            """CREATE TABLE IF NOT EXISTS live_keys (
+                kid VARCHAR(16) NOT NULL PRIMARY KEY,
+                app VARCHAR(64) NOT NULL,
+                stream VARCHAR(64) NOT NULL,
+                role ENUM('primary', 'backup') NOT NULL,
+                node_id VARCHAR(64) NOT NULL,
+                expires BIGINT NOT NULL,
+                banned TIMESTAMP(3) NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                KEY live_keys_stream (app, stream)
+            ) ENGINE=InnoDB""",
+            """CREATE TABLE IF NOT EXISTS live_events (
+                id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                app VARCHAR(64) NOT NULL,
+                stream VARCHAR(64) NOT NULL,
+                node_id VARCHAR(64) NOT NULL,
+                event VARCHAR(32) NOT NULL,
+                code VARCHAR(64) NULL,
+                kid VARCHAR(16) NULL,
+                role VARCHAR(16) NULL,
+                client VARCHAR(64) NULL,
+                created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+                KEY live_events_stream (app, stream, id)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ClientDisconnected
 
-from . import auth, files, identity, inflight, media, names, quotas, volume
+from . import auth, files, identity, inflight, livehooks, media, names, quotas, volume
 from .contract import FileInfo, PostQuery, PutQuery, Stored, UploadForm, answers, api
 from .db import CommitUnknown, get_db, transaction
 from .errors import APIError
@@ -372,7 +372,7 @@ def delete_file(app: str, user: str, file_id: str) -> ResponseReturnValue:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = create_service("storage", [bp], test_config)
+    app = create_service("storage", [bp, livehooks.bp], test_config)
     app.request_class = ShimRequest
     conf = settings(app)
     for key in ("group", "node_id", "data_dir"):

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, files, links, media, names, ondemand, qos
+from . import auth, files, links, live, media, names, ondemand, qos
 from .contract import (
     Accepted,
     Groups,
@@ -31,6 +31,7 @@ from .contract import (
     parse_query,
 )
 from .errors import APIError
+from .liveregistry import LiveTable
 from .nodes import NodeTable
 from .removed import removed_nodes
 from .routes import RouteCache, group_for
@@ -64,6 +65,7 @@ def join() -> ResponseReturnValue:
     report = _node_report()
     if not _table().record(report, join=True):
         raise APIError(409, "stale_report", "not newer than the last report taken from this node")
+    live.beat(report.node_id, report.live)
     current_app.logger.info("node %s joined group %s", report.node_id, report.group)
     return jsonify(status="joined", heartbeat_interval=current_app.config["HEARTBEAT_INTERVAL"])
 
@@ -78,6 +80,7 @@ def heartbeat() -> ResponseReturnValue:
         raise APIError(404, "unknown_node", "join before sending heartbeats")
     if not table.record(report, join=False):
         raise APIError(409, "stale_report", "not newer than the last report taken from this node")
+    live.beat(report.node_id, report.live)
     return jsonify(status="ok")
 
 
@@ -190,9 +193,10 @@ def openapi() -> ResponseReturnValue:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = create_service("tracker", [bp, ondemand.bp, qos.bp], test_config)
+    app = create_service("tracker", [bp, ondemand.bp, qos.bp, live.bp], test_config)
     conf = app.config
     path = conf["TRACKER_STATE_PATH"] or os.path.join(tempfile.gettempdir(), "mediagrid-tracker.sqlite")
     app.extensions["mediagrid_nodes"] = NodeTable(path, conf["OFFLINE_AFTER"], conf["TRACKER_SNAPSHOT_TTL"])
+    app.extensions["mediagrid_live"] = LiveTable(path)
     app.extensions["mediagrid_routes"] = RouteCache(conf["ROUTE_CACHE_SIZE"])
     return app

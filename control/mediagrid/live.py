@@ -1,0 +1,363 @@
+"""Live streaming on the trackers (issue 13): publishing keys, the registry, play decisions.
+
+- ``POST /api/v1/live/{app}/{stream}?user=`` (app-signed): the stream is the user's (its
+  name is taken for the app on first use); the answer holds RTMP publish URLs with a key
+  each (``streamkeys``): a primary on the least loaded origin and a backup on the least
+  loaded origin of another group, and the stream's play URL.
+- The registry (``liveregistry``), fed by the origins' hook pushes
+  (``POST /api/v1/cluster/live``) and heartbeats: ``GET /api/v1/live/{app}`` and
+  ``GET /api/v1/live/{app}/{stream}`` from any tracker; ``.../events`` lists the publishes
+  origins admitted and refused, with each refusal's code.
+- Play: ``GET /live/{app}/{stream}.m3u8?token=`` answers 302 to the stream's HLS on an edge
+  (a front node's nginx caching the origin's, ``/lhls/<token>/<expires>/<origin>/<name>/``,
+  the link key's token in the path as for VOD) or a JSON error; ``GET /api/v1/play/...``
+  gives the same decision to apps. RTMP players on an edge are sent to the origin by the
+  edge nginx-rtmp's ``on_play`` hook (``/rtmp/edge_play``, loopback only), which answers
+  302 to the origin's address: the edge pulls the stream once for all its players.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from . import auth, links, livestore, names, streamkeys
+from .contract import LiveEvent, PlayQuery, PublishQuery, answers, api, parse_json, parse_query
+from .errors import APIError
+from .liveregistry import Entry, LiveTable
+from .nodes import ACTIVE, OFFLINE, Node, NodeTable
+from .signing import node_key
+
+bp = Blueprint("live", __name__)
+
+LOOPBACK = ("127.0.0.1", "::1")
+# How long the registry keeps an ended session (for "ended" answers and the last figures).
+ENDED_KEPT = 86400.0
+
+
+def _nodes() -> NodeTable:
+    table: NodeTable = current_app.extensions["mediagrid_nodes"]
+    return table
+
+
+def _live() -> LiveTable:
+    table: LiveTable = current_app.extensions["mediagrid_live"]
+    return table
+
+
+def _check_stream(stream: str) -> None:
+    if not streamkeys.valid_stream(stream):
+        raise APIError(
+            400, "invalid_stream", "a stream name is 1-64 of A-Z a-z 0-9 _ - (not starting with _ or -)"
+        )
+
+
+@bp.after_request
+def _cors(resp: Response) -> Response:
+    # players on an app's own page follow the play redirect (MEDIA-NOTES §8: the 302 itself
+    # needs the header); the token is the access control
+    if request.path.startswith("/live/"):
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+# -- the origins' reports ----------------------------------------------------------------------
+
+
+@bp.post("/api/v1/cluster/live")
+@api.validate(json=LiveEvent, resp=answers(HTTP_200=None), security={"clusterNode": []})
+def pushed() -> ResponseReturnValue:
+    """An origin's publish hook: a session started or ended (node-signed)."""
+    node = auth.authenticate_node()
+    event = parse_json(LiveEvent)
+    if event.node_id != node:
+        raise APIError(403, "forbidden", "a node may only report for itself")
+    if event.event == "start":
+        _live().start(node, event.session)
+    else:
+        _live().end(node, event.session, event.at)
+    return jsonify(status="ok")
+
+
+def beat(node_id: str, sessions: list[Any] | None) -> None:
+    """A heartbeat's live sessions (None: the origin could not tell this time)."""
+    if sessions is not None:
+        now = time.time()
+        _live().beat(node_id, sessions, now)
+        _live().prune(now - ENDED_KEPT)
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def _node_states() -> dict[str, Node]:
+    return {n.node_id: n for n in _nodes().nodes()}
+
+
+def _is_live(entry: Entry, nodes: dict[str, Node]) -> bool:
+    node = nodes.get(entry.node_id)
+    return entry.ended is None and node is not None and node.state != OFFLINE
+
+
+def _describe(
+    app: str, stream: str, entries: list[Entry], nodes: dict[str, Node], owner: dict[str, Any] | None
+) -> dict[str, Any]:
+    live = [e for e in entries if _is_live(e, nodes)]
+    publishers = [e.public(_is_live(e, nodes)) for e in entries]
+    for pub, entry in zip(publishers, entries, strict=True):
+        if pub["state"] == "ended" and pub["ended"] is None:  # its origin went silent
+            node = nodes.get(entry.node_id)
+            pub["ended"] = node.last_seen if node else entry.updated
+    main = next((e for e in live if e.role == "primary"), live[0] if live else None)
+    return {
+        "app": app,
+        "stream": stream,
+        "user": owner["user"] if owner else None,
+        "state": "live" if live else ("ended" if entries else "idle"),
+        "origin": main.node_id if main else None,
+        "backup": next((e.node_id for e in live if e is not main), None),
+        "started": main.started if main else None,
+        "ingest": main.public(True)["ingest"] if main else None,
+        "viewers": sum(e.viewers for e in live),
+        "recording": bool(owner and owner["record"]) and bool(live),
+        "snapshot": None,
+        "publishers": publishers,
+    }
+
+
+@bp.get("/api/v1/live/<app>")
+@api.validate(resp=answers("HTTP_200"))
+def streams(app: str) -> ResponseReturnValue:
+    """The app's streams the registry knows (live, or ended within a day), from any tracker."""
+    names.check_app(app)
+    auth.require_app(app)
+    nodes = _node_states()
+    by_stream: dict[str, list[Entry]] = {}
+    for entry in _live().entries(app):
+        by_stream.setdefault(entry.stream, []).append(entry)
+    listed = [_describe(app, s, es, nodes, None) for s, es in sorted(by_stream.items())]
+    for item in listed:
+        item.pop("user")
+    return jsonify(app=app, streams=listed)
+
+
+@bp.get("/api/v1/live/<app>/<stream>")
+@api.validate(resp=answers("HTTP_200"))
+def stream_state(app: str, stream: str) -> ResponseReturnValue:
+    """One stream: state (live, ended, idle), origin and backup, ingest fps and bitrate,
+    viewers, start time, recording."""
+    names.check_app(app)
+    _check_stream(stream)
+    auth.require_app(app)
+    owner = livestore.stream(app, stream)
+    entries = _live().entries(app, stream)
+    if owner is None and not entries:
+        raise APIError(404, "unknown_stream", "no stream of that name in this app")
+    return jsonify(_describe(app, stream, entries, _node_states(), owner))
+
+
+@bp.get("/api/v1/live/<app>/<stream>/events")
+@api.validate(resp=answers("HTTP_200"))
+def stream_events(app: str, stream: str) -> ResponseReturnValue:
+    """The stream's latest publishes, ends and refusals (each refusal with its code), newest first."""
+    names.check_app(app)
+    _check_stream(stream)
+    auth.require_app(app)
+    return jsonify(app=app, stream=stream, events=livestore.events(app, stream))
+
+
+# -- publishing --------------------------------------------------------------------------------
+
+
+def _host(node: Node) -> str:
+    return urlsplit(node.url).hostname or ""
+
+
+def _origins() -> list[Node]:
+    """ACTIVE origins, least loaded first: CPU load plus the live streams each carries."""
+    carried: dict[str, int] = {}
+    nodes = _node_states()
+    for entry in _live().all_live():
+        if _is_live(entry, nodes):
+            carried[entry.node_id] = carried.get(entry.node_id, 0) + 1
+    ready = [n for n in nodes.values() if n.state == ACTIVE and n.rtmp_url]
+    return sorted(ready, key=lambda n: (n.load + 0.25 * carried.get(n.node_id, 0), n.node_id))
+
+
+def _play_token(app: str, stream: str, expires: int) -> str:
+    return f"{expires}-{links.token(current_app.config['LINK_KEY'], f'/live/{app}/{stream}', expires)}"
+
+
+def _play_url(app: str, stream: str, base: str, ttl: int) -> dict[str, Any]:
+    expires = int(time.time()) + ttl
+    token = _play_token(app, stream, expires)
+    return {
+        "hls": f"{base}/live/{app}/{stream}.m3u8?token={quote(token)}",
+        "token": token,
+        "expires": expires,
+    }
+
+
+@bp.post("/api/v1/live/<app>/<stream>")
+@api.validate(query=PublishQuery, resp=answers("HTTP_200"))
+def publish(app: str, stream: str) -> ResponseReturnValue:
+    """RTMP publish URLs for the user's stream: a primary and (another group's) backup
+    origin, each with a key of its own valid ``LIVE_KEY_TTL`` seconds, and the play URL."""
+    names.check_app(app)
+    _check_stream(stream)
+    query = parse_query(PublishQuery)
+    auth.require_app(app, query.user)
+    conf = current_app.config
+    if not conf["LINK_KEY"] or not conf["CLUSTER_SECRET"]:
+        raise APIError(503, "live_disabled", "live streaming is not configured on this cluster")
+    origins = _origins()
+    if not origins:
+        raise APIError(503, "no_origin", "no live origin is ACTIVE")
+    owner = livestore.claim(app, stream, query.user, query.record == "1")
+    primary = origins[0]
+    backup = next((n for n in origins if n.group != primary.group), None)
+    expires = int(time.time()) + conf["LIVE_KEY_TTL"]
+    name = streamkeys.rtmp_name(app, stream)
+    issued: list[tuple[str, str, str, int]] = []
+    urls: dict[str, Any] = {}
+    for role, node in (("primary", primary), ("backup", backup)):
+        if node is None:
+            urls[role] = None
+            continue
+        key = streamkeys.issue(
+            node_key(conf["CLUSTER_SECRET"], node.node_id, _host(node)), app, stream, role, expires
+        )
+        issued.append((key.kid, role, node.node_id, expires))
+        server = f"{node.rtmp_url.rstrip('/')}/live"
+        urls[role] = {
+            "node_id": node.node_id,
+            "url": f"{server}/{name}?k={key}",
+            "server": server,
+            "stream_key": f"{name}?k={key}",
+        }
+    livestore.add_keys(app, stream, issued)
+    base = request.host_url.rstrip("/")
+    return jsonify(
+        app=app,
+        stream=stream,
+        user=query.user,
+        record=owner["record"],
+        expires=expires,
+        publish=urls,
+        play=_play_url(app, stream, base, conf["LIVE_PLAY_TTL"]),
+    )
+
+
+# -- playing -----------------------------------------------------------------------------------
+
+
+def _check_play_token(app: str, stream: str, token: str) -> None:
+    expires_s, _, sig = token.partition("-")
+    if not expires_s.isdigit() or len(expires_s) > 12 or not sig:
+        raise APIError(403, "forbidden", "a play URL carries the token its API call gave (token=)")
+    expires = int(expires_s)
+    if not hmac.compare_digest(
+        links.token(current_app.config["LINK_KEY"], f"/live/{app}/{stream}", expires), sig
+    ):
+        raise APIError(403, "forbidden", "the play token is not this stream's")
+    if expires < time.time():
+        raise APIError(403, "token_expired", "the play token has expired")
+
+
+def _edge(app: str, stream: str) -> str:
+    """The edge a stream's viewers are sent to: one per stream (rendezvous hashing over the
+    edges, so a stream's segments sit in one edge cache), this node when none are set."""
+    edges = current_app.config["LIVE_EDGES"] or [request.host_url]
+    name = f"{app}.{stream}"
+    return max(edges, key=lambda e: hashlib.sha256(f"{e}\n{name}".encode()).digest()).rstrip("/")
+
+
+def decide(app: str, stream: str) -> tuple[Entry, Node]:
+    """The live publisher a viewer of ``app``/``stream`` gets (the primary while it is live),
+    or 404 ``unknown_stream`` / ``stream_offline``."""
+    entries = _live().entries(app, stream)
+    nodes = _node_states()
+    live = [e for e in entries if _is_live(e, nodes)]
+    if not live:
+        if not entries and livestore.stream(app, stream) is None:
+            raise APIError(404, "unknown_stream", "no stream of that name in this app")
+        raise APIError(404, "stream_offline", "the stream is not live")
+    entry = next((e for e in live if e.role == "primary"), live[0])
+    return entry, nodes[entry.node_id]
+
+
+def _hls_url(app: str, stream: str, entry: Entry) -> dict[str, Any]:
+    conf = current_app.config
+    expires = int(time.time()) + conf["LIVE_PLAY_TTL"]
+    obj = f"/{entry.node_id}/{streamkeys.rtmp_name(app, stream)}"
+    prefix = conf["LIVE_HLS_PREFIX"]
+    token = links.token(conf["LINK_KEY"], prefix + obj, expires)
+    return {"url": f"{_edge(app, stream)}{prefix}/{token}/{expires}{obj}/index.m3u8", "expires": expires}
+
+
+@bp.get("/live/<app>/<path:leaf>")
+@api.validate(query=PlayQuery, resp=answers(also=(302,)), security={})
+def play_redirect(app: str, leaf: str) -> ResponseReturnValue:
+    """A viewer's play URL: 302 to the stream's HLS on an edge, or a JSON error."""
+    stream, dot, ext = leaf.rpartition(".")
+    if not dot or ext != "m3u8":
+        raise APIError(404, "not_found", "a live play URL is /live/<app>/<stream>.m3u8")
+    names.check_app(app)
+    _check_stream(stream)
+    _check_play_token(app, stream, parse_query(PlayQuery).token)
+    entry, _ = decide(app, stream)
+    resp = Response(status=302)
+    resp.headers["Location"] = _hls_url(app, stream, entry)["url"]
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/api/v1/play/<app>/<stream>")
+@api.validate(resp=answers("HTTP_200"))
+def play(app: str, stream: str) -> ResponseReturnValue:
+    """The play decision for apps: the edge HLS URL and the RTMP URL of the stream, or the
+    error a viewer would get."""
+    names.check_app(app)
+    _check_stream(stream)
+    auth.require_app(app)
+    entry, node = decide(app, stream)
+    hls = _hls_url(app, stream, entry)
+    cluster = request.host_url.rstrip("/")
+    play_url = _play_url(app, stream, cluster, current_app.config["LIVE_PLAY_TTL"])
+    return jsonify(
+        app=app,
+        stream=stream,
+        state="live",
+        origin=node.node_id,
+        role=entry.role,
+        hls=hls["url"],
+        expires=hls["expires"],
+        rtmp=f"rtmp://{urlsplit(cluster).hostname}/live/{streamkeys.rtmp_name(app, stream)}"
+        f"?token={quote(play_url['token'])}",
+        play=play_url["hls"],
+    )
+
+
+@bp.post("/rtmp/edge_play")
+@api.validate(resp=answers(also=(302,)), security={})
+def edge_play() -> ResponseReturnValue:
+    """The edge nginx-rtmp's ``on_play``: 302 to the origin's RTMP address (an IP: nginx-rtmp
+    relays to no host name), where the edge pulls the stream once for all its players; 404
+    when the stream is not live, so the player is not left waiting."""
+    if request.remote_addr not in LOOPBACK or "X-Forwarded-For" in request.headers:
+        raise APIError(403, "forbidden", "nginx-rtmp hooks are answered on loopback only")
+    parsed = streamkeys.split_rtmp_name(request.form.get("name", ""))
+    if parsed is None:
+        raise APIError(404, "unknown_stream", "not a stream name of this cluster")
+    app, stream = parsed
+    _check_play_token(app, stream, request.form.get("token", ""))
+    _, node = decide(app, stream)
+    resp = Response(status=302)
+    resp.headers["Location"] = f"{node.rtmp_url.rstrip('/')}/live/{streamkeys.rtmp_name(app, stream)}"
+    return resp

@@ -1,0 +1,145 @@
+"""The origin's nginx-rtmp hooks, answered by the storage shim on loopback (``/rtmp/...``).
+
+nginx-rtmp does the media work; the shim decides. ``on_publish`` admits a publisher when
+its key (``streamkeys``, the ``k`` argument of its URL) is this origin's for that stream,
+has not expired, is one the trackers issued and nobody banned, and no other publisher holds
+the stream's role here; it then records the session (``livesessions``) and tells every
+tracker. ``on_publish_done`` (nginx-rtmp dropped or lost the publisher; after 5 s without
+data, ``drop_idle_publisher``) ends it the same way. Refusals answer 4xx, which nginx-rtmp
+turns into a refused publish, and are logged with their code in ``live_events``.
+
+Only nginx-rtmp on this node calls these: the shim listens on loopback and the storage
+nginx proxies ``/api/`` only, so a request here with a forwarded address is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pymysql
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from . import livesessions, livestore, nodeclient, streamkeys
+from .contract import LiveEvent, LiveSession, answers, api
+from .errors import APIError
+from .web import settings
+
+bp = Blueprint("livehooks", __name__)
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def _from_nginx() -> None:
+    if request.remote_addr not in LOOPBACK or "X-Forwarded-For" in request.headers:
+        raise APIError(403, "forbidden", "nginx-rtmp hooks are answered on loopback only")
+
+
+def _sessions_dir() -> Path:
+    root = settings().live_sessions_dir
+    if not root:
+        raise APIError(503, "live_disabled", "this node is not a live origin (no LIVE_SESSIONS_DIR)")
+    return Path(root)
+
+
+def _push(event: str, session: livesessions.Session) -> None:
+    conf = settings()
+    body = LiveEvent(
+        node_id=conf.node_id,
+        event="start" if event == "start" else "end",
+        at=time.time(),
+        session=LiveSession(
+            app=session.app,
+            stream=session.stream,
+            role="primary" if session.role == "primary" else "backup",
+            client=session.client,
+            started=session.started,
+        ),
+    )
+    nodeclient.post_all(conf, "/api/v1/cluster/live", body.model_dump_json().encode())
+
+
+def _check(app: str, stream: str, raw: str | None, client: str, root: Path) -> streamkeys.Key:
+    """The key that admits this publish, or the refusal (an APIError)."""
+    conf = settings()
+    key, code = streamkeys.check(conf.node_key, app, stream, raw, time.time())
+    issued = livestore.key(key.kid) if key is not None else None
+    if code == "missing_key":
+        raise APIError(403, "missing_key", "the publish URL has no key (k=)")
+    if code == "malformed_key" or key is None:
+        raise APIError(403, "malformed_key", "the key is not one this cluster issues")
+    if code == "bad_key":
+        if issued is not None and (issued["app"], issued["stream"]) != (app, stream):
+            raise APIError(403, "key_for_other_stream", "this key was issued for another stream")
+        if issued is not None and issued["node_id"] != conf.node_id:
+            raise APIError(403, "key_for_other_origin", "this key publishes at another origin")
+        raise APIError(403, "bad_key", "the key does not match this stream at this origin")
+    if code == "key_expired":
+        raise APIError(403, "key_expired", "the key has expired")
+    if issued is None:
+        raise APIError(403, "unknown_key", "no tracker issued this key")
+    if issued["banned"] is not None:
+        raise APIError(403, "key_banned", "an operator banned this key")
+    holder = livesessions.holder(root, app, stream, key.role)
+    if holder is not None and holder.client != client:
+        raise APIError(409, "already_live", "the stream's publisher of this role is live already")
+    return key
+
+
+@bp.post("/rtmp/publish")
+@api.validate(resp=answers("HTTP_200", also=(409,)), security={})
+def on_publish() -> ResponseReturnValue:
+    """nginx-rtmp's ``on_publish``: 200 admits the publisher, 4xx refuses it."""
+    _from_nginx()
+    root = _sessions_dir()
+    conf = settings()
+    form = request.form
+    name, client = form.get("name", ""), form.get("clientid", "")
+    parsed = streamkeys.split_rtmp_name(name)
+    app, stream = parsed or (name.partition(".")[0][:64], name.partition(".")[2][:64])
+    try:
+        if parsed is None or not livesessions.valid_client(client):
+            raise APIError(400, "invalid_stream", "not a stream name of this cluster (<app>.<stream>)")
+        key = _check(app, stream, form.get("k"), client, root)
+    except APIError as refusal:
+        current_app.logger.warning(
+            "refused publish of %r from %s: %s", name[:140], form.get("addr", "?"), refusal.code
+        )
+        try:
+            livestore.log(app, stream, conf.node_id, "refused", refusal.code, client=client[:64])
+        except pymysql.MySQLError as err:
+            current_app.logger.error("cannot log a refused publish: %s", err)
+        raise
+    session = livesessions.Session(app, stream, key.role, key.kid, client, time.time())
+    livesessions.save(root, session)
+    livestore.log(app, stream, conf.node_id, "publish", kid=key.kid, role=key.role, client=client)
+    _push("start", session)
+    current_app.logger.info("publish %s as %s (client %s)", session.name, key.role, client)
+    return jsonify(status="ok")
+
+
+@bp.post("/rtmp/publish_done")
+@api.validate(resp=answers("HTTP_200"), security={})
+def on_publish_done() -> ResponseReturnValue:
+    """nginx-rtmp's ``on_publish_done``: the publisher left or was dropped. Also sent for a
+    publisher nginx refused after ``on_publish`` admitted it; its client id has no session
+    unless it is the one admitted."""
+    _from_nginx()
+    root = _sessions_dir()
+    session = livesessions.drop(root, request.form.get("clientid", ""))
+    if session is not None:
+        _push("end", session)
+        try:
+            livestore.log(
+                session.app,
+                session.stream,
+                settings().node_id,
+                "end",
+                role=session.role,
+                client=session.client,
+            )
+        except pymysql.MySQLError as err:
+            current_app.logger.error("cannot log the end of %s: %s", session.name, err)
+        current_app.logger.info("end of %s (%s, client %s)", session.name, session.role, session.client)
+    return jsonify(status="ok")

@@ -1,0 +1,157 @@
+"""An origin's live sessions: what its nginx-rtmp carries, as the shim's hooks admitted it.
+
+nginx-rtmp publishes and plays; the shim's ``on_publish`` hook decides (``livehooks``) and
+writes one small file per admitted publisher here, named by nginx-rtmp's client id;
+``on_publish_done`` removes it. The files hold what nginx-rtmp does not keep: the stream's
+role (primary or backup), the key's id, when it started. The node's agent reads them with
+nginx-rtmp's own statistics (``rtmp_stat``) each heartbeat: a session is reported while
+nginx-rtmp still has its client publishing, with the ingest figures nginx-rtmp measured.
+A file whose client nginx-rtmp no longer has (nginx restarted, a lost hook) is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# nginx-rtmp's client ids are decimal counters
+_CLIENT_RE = re.compile(r"[0-9]{1,20}")
+
+
+@dataclass(frozen=True)
+class Session:
+    app: str
+    stream: str
+    role: str
+    kid: str
+    client: str
+    started: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.app}.{self.stream}"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """nginx-rtmp's figures for one published stream."""
+
+    name: str
+    client: str
+    bw_in: int
+    fps: float
+    width: int
+    height: int
+    viewers: int
+
+
+def valid_client(client: str) -> bool:
+    return _CLIENT_RE.fullmatch(client) is not None
+
+
+def _path(root: Path, client: str) -> Path:
+    if not valid_client(client):
+        raise ValueError("not an nginx-rtmp client id")
+    return root / f"{client}.json"
+
+
+def save(root: Path, session: Session) -> None:
+    """Record an admitted publisher (written whole, then renamed into place)."""
+    root.mkdir(mode=0o750, parents=True, exist_ok=True)
+    final = _path(root, session.client)
+    tmp = final.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(session)))
+    os.replace(tmp, final)
+
+
+def drop(root: Path, client: str) -> Session | None:
+    """Forget the publisher ``client``; its session, if there was one."""
+    if not valid_client(client):
+        return None
+    path = _path(root, client)
+    session = _read(path)
+    path.unlink(missing_ok=True)
+    return session
+
+
+def _read(path: Path) -> Session | None:
+    try:
+        return Session(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def load(root: Path) -> list[Session]:
+    """Every session recorded, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [s for p in root.glob("*.json") if (s := _read(p)) is not None]
+    return sorted(found, key=lambda s: s.started)
+
+
+def holder(root: Path, app: str, stream: str, role: str) -> Session | None:
+    """The session publishing ``app``/``stream`` as ``role`` here, if any."""
+    for s in load(root):
+        if (s.app, s.stream, s.role) == (app, stream, role):
+            return s
+    return None
+
+
+def _num(node: ET.Element | None, tag: str) -> float:
+    found = node.find(tag) if node is not None else None
+    try:
+        return float(found.text or 0) if found is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+def parse_stat(xml: str | bytes, application: str = "live") -> dict[str, Stat]:
+    """The publishers of ``application`` in nginx-rtmp's ``rtmp_stat`` XML, by client id."""
+    root = ET.fromstring(xml)
+    found: dict[str, Stat] = {}
+    for app in root.iter("application"):
+        if (app.findtext("name") or "") != application:
+            continue
+        for stream in app.iter("stream"):
+            clients = stream.findall("client")
+            publisher = next((c for c in clients if c.find("publishing") is not None), None)
+            if publisher is None:
+                continue
+            client = publisher.findtext("id") or ""
+            video = stream.find("meta/video")
+            # nginx-rtmp measures bw_in over 10 s intervals (0 until the first): the average
+            # since the start stands in before that
+            millis = _num(stream, "time")
+            average = _num(stream, "bytes_in") * 8000 / millis if millis > 0 else 0.0
+            found[client] = Stat(
+                name=stream.findtext("name") or "",
+                client=client,
+                bw_in=int(_num(stream, "bw_in") or average),
+                fps=round(_num(video, "frame_rate"), 2),
+                width=int(_num(video, "width")),
+                height=int(_num(video, "height")),
+                viewers=len(clients) - 1,
+            )
+    return found
+
+
+def live(
+    root: Path, stats: dict[str, Stat], grace: float = 5.0, now: float | None = None
+) -> list[tuple[Session, Stat]]:
+    """The sessions nginx-rtmp still carries, with its figures. A file nginx-rtmp has no
+    publisher for is removed once older than ``grace`` seconds (a hook is answered before
+    nginx-rtmp lists the client)."""
+    now = time.time() if now is None else now
+    out = []
+    for session in load(root):
+        stat = stats.get(session.client)
+        if stat is not None and stat.name == session.name:
+            out.append((session, stat))
+        elif now - session.started > grace:
+            drop(root, session.client)
+    return out

@@ -1,0 +1,110 @@
+"""Live streams in MariaDB: who owns a stream name, the keys issued for it, the publishes
+its origins refused (and other events an operator asks about).
+
+Only decisions are kept here, never the live state itself, which is the trackers'
+(``liveregistry``): a tracker writes a stream's owner and keys when an app asks to publish,
+the origin's shim reads a key's row when a publisher presents it and writes each refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .db import transaction
+from .errors import APIError
+
+EVENTS_LISTED = 100
+
+
+def claim(app: str, stream: str, user: str, record: bool) -> dict[str, Any]:
+    """The stream ``app``/``stream`` for ``user``: created on first use, or 409
+    ``stream_taken`` if another user of the app has it. ``record`` is updated."""
+    with transaction() as cur:
+        cur.execute(
+            "INSERT INTO live_streams (app, stream, user, record) VALUES (%s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE record = IF(user = VALUES(user), VALUES(record), record)",
+            (app, stream, user, int(record)),
+        )
+        cur.execute(
+            "SELECT app, stream, user, record FROM live_streams WHERE app = %s AND stream = %s", (app, stream)
+        )
+        row = cur.fetchone()
+    if row is None or row["user"] != user:
+        raise APIError(409, "stream_taken", "another user of this app publishes under that stream name")
+    return {**row, "record": bool(row["record"])}
+
+
+def stream(app: str, stream: str) -> dict[str, Any] | None:
+    with transaction() as cur:
+        cur.execute(
+            "SELECT app, stream, user, record FROM live_streams WHERE app = %s AND stream = %s", (app, stream)
+        )
+        row = cur.fetchone()
+    return dict(row) if row else None
+
+
+def add_keys(app: str, stream: str, keys: list[tuple[str, str, str, int]]) -> None:
+    """Record issued keys: (kid, role, node_id, expires) each."""
+    with transaction() as cur:
+        cur.executemany(
+            "INSERT INTO live_keys (kid, app, stream, role, node_id, expires)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(kid, app, stream, role, node, expires) for kid, role, node, expires in keys],
+        )
+
+
+def key(kid: str) -> dict[str, Any] | None:
+    with transaction() as cur:
+        cur.execute(
+            "SELECT kid, app, stream, role, node_id, expires, banned FROM live_keys WHERE kid = %s", (kid,)
+        )
+        row = cur.fetchone()
+    return dict(row) if row else None
+
+
+def ban(app: str, stream: str, kid: str | None = None) -> int:
+    """Ban one key of the stream, or every key it has; the number banned."""
+    with transaction() as cur:
+        if kid:
+            cur.execute(
+                "UPDATE live_keys SET banned = CURRENT_TIMESTAMP(3)"
+                " WHERE app = %s AND stream = %s AND kid = %s AND banned IS NULL",
+                (app, stream, kid),
+            )
+        else:
+            cur.execute(
+                "UPDATE live_keys SET banned = CURRENT_TIMESTAMP(3)"
+                " WHERE app = %s AND stream = %s AND banned IS NULL",
+                (app, stream),
+            )
+        return int(cur.rowcount)
+
+
+def log(
+    app: str,
+    stream: str,
+    node_id: str,
+    event: str,
+    code: str | None = None,
+    kid: str | None = None,
+    role: str | None = None,
+    client: str | None = None,
+) -> None:
+    with transaction() as cur:
+        cur.execute(
+            "INSERT INTO live_events (app, stream, node_id, event, code, kid, role, client)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (app, stream, node_id, event, code, kid, role, client),
+        )
+
+
+def events(app: str, stream: str, limit: int = EVENTS_LISTED) -> list[dict[str, Any]]:
+    """The stream's latest events, newest first."""
+    with transaction() as cur:
+        cur.execute(
+            "SELECT id, node_id, event, code, kid, role, client, created FROM live_events"
+            " WHERE app = %s AND stream = %s ORDER BY id DESC LIMIT %s",
+            (app, stream, limit),
+        )
+        rows = cur.fetchall()
+    return [{**r, "created": r["created"].timestamp()} for r in rows]
