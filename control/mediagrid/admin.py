@@ -12,7 +12,7 @@ from typing import Any
 
 import pymysql
 
-from . import apps, config, jobs, ladder, quotas, rebuild, removed, schema
+from . import apps, config, jobs, ladder, livestore, quotas, rebuild, removed, schema
 from .db import connect
 from .errors import APIError
 
@@ -189,6 +189,27 @@ def _jobs_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
+    """Kick a stream's publishers (their origins drop them within a heartbeat), or ban its
+    keys (or one, --key) so they never publish again, which kicks too."""
+    conn = connect(conf)
+    try:
+        with conn.cursor() as cur:
+            if args.action == "ban":
+                banned = livestore.ban(cur, args.app, args.stream, args.key)
+                livestore.kick(cur, args.app, args.stream)
+                print(f"banned {banned} key(s) of {args.app}/{args.stream}; its publishers are dropped")
+            else:
+                kicked = livestore.kick(cur, args.app, args.stream)
+                if not kicked:
+                    raise SystemExit(f"mediagrid-admin: no keys were issued for {args.app}/{args.stream}")
+                print(f"kicked {args.app}/{args.stream}: its publishers are dropped")
+        conn.commit()
+    finally:
+        conn.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mediagrid-admin", description=__doc__, allow_abbrev=False)
     parser.add_argument("--config", help="TOML configuration file (else MEDIAGRID_CONFIG)")
@@ -233,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     jb.add_argument("job_id", nargs="?", type=int)
     jb.add_argument("--app", help="only this app's jobs")
     jb.add_argument("--json", action="store_true")
+    lv = sub.add_parser("live", help="moderation: kick a live stream, ban its keys")
+    lv.add_argument("action", choices=["kick", "ban"])
+    lv.add_argument("app")
+    lv.add_argument("stream")
+    lv.add_argument("--key", help="ban: only this key id (as the stream's events list it)")
     reb = sub.add_parser(
         "rebuild", help="put back the files rows a restored database lacks, from a group volume"
     )
@@ -257,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             return _node_cmd(conf, args)
         if args.cmd == "jobs":
             return _jobs_cmd(conf, args)
+        if args.cmd == "live":
+            return _live_cmd(conf, args)
         if args.action != "list" and not args.name:
             parser.error(f"app {args.action} needs a name")
         return _app_cmd(conf, args)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pymysql
 import requests
 
-from . import daemon, inflight, livesessions, nodeclient, orphans
+from . import daemon, inflight, livesessions, livestore, nodeclient, orphans
 from .config import Settings
 from .contract import LiveSession, Report
 from .db import Connection, connect
@@ -192,34 +192,79 @@ def next_seq() -> int:
     return _last_seq
 
 
-def live_sessions(conf: Settings, session: requests.Session) -> list[LiveSession] | None:
-    """The live streams this origin carries: the shim's sessions nginx-rtmp still has a
-    publisher for, with its figures; None when nginx-rtmp's statistics cannot be read (the
-    trackers keep what they had: a slow read must not end a stream)."""
-    if not conf.rtmp_stat_url or not conf.live_sessions_dir:
-        return []
-    try:
-        resp = session.get(conf.rtmp_stat_url, timeout=1)
-        resp.raise_for_status()
-        stats = livesessions.parse_stat(resp.content)
-    except (requests.RequestException, ValueError) as err:  # ET.ParseError is a ValueError
-        log.warning("cannot read nginx-rtmp statistics at %s: %s", conf.rtmp_stat_url, err)
-        return None
-    return [
-        LiveSession(
-            app=s.app,
-            stream=s.stream,
-            role=s.role,  # type: ignore[arg-type]  # checked when the session was admitted
-            client=s.client,
-            started=s.started,
-            bw_in=st.bw_in,
-            fps=st.fps,
-            width=st.width,
-            height=st.height,
-            viewers=st.viewers,
-        )
-        for s, st in livesessions.live(Path(conf.live_sessions_dir), stats)
-    ]
+class LiveOrigin:
+    """This origin's live sessions for the heartbeat: the shim's sessions nginx-rtmp still has
+    a publisher for, with its figures. A session whose key an operator or the app banned,
+    or kicked after it started (``live_keys``), is dropped here through nginx-rtmp's control
+    interface (loopback): nginx-rtmp then calls ``on_publish_done`` and the shim tells the
+    trackers. MariaDB being down only postpones that."""
+
+    def __init__(self, conf: Settings) -> None:
+        self.conf = conf
+        self.http = requests.Session()
+        self._db: Connection | None = None
+
+    def _moderation(self, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
+        try:
+            if self._db is None:
+                self._db = connect(self.conf.as_config())
+            with self._db.cursor() as cur:
+                got = livestore.moderation(cur, kids)
+            self._db.commit()
+            return got
+        except pymysql.MySQLError as err:
+            log.warning("cannot read the live keys' bans now: %s", err)
+            if self._db is not None:
+                with contextlib.suppress(Exception):
+                    self._db.close()
+            self._db = None
+            return {}
+
+    def _drop(self, session: livesessions.Session, why: str) -> None:
+        url = self.conf.rtmp_stat_url.rsplit("/", 1)[0] + "/control/drop/publisher"
+        params = {"app": "live", "name": session.name, "clientid": session.client}
+        try:
+            self.http.get(url, params=params, timeout=1).raise_for_status()
+            log.warning("dropped the publisher of %s (%s): %s", session.name, session.role, why)
+        except requests.RequestException as err:
+            log.warning("cannot drop the publisher of %s: %s", session.name, err)
+
+    def sessions(self) -> list[LiveSession] | None:
+        """None when nginx-rtmp's statistics cannot be read (the trackers keep what they had:
+        a slow read must not end a stream)."""
+        conf = self.conf
+        if not conf.rtmp_stat_url or not conf.live_sessions_dir:
+            return []
+        try:
+            resp = self.http.get(conf.rtmp_stat_url, timeout=1)
+            resp.raise_for_status()
+            stats = livesessions.parse_stat(resp.content)
+        except (requests.RequestException, ValueError) as err:  # ET.ParseError is a ValueError
+            log.warning("cannot read nginx-rtmp statistics at %s: %s", conf.rtmp_stat_url, err)
+            return None
+        live = livesessions.live(Path(conf.live_sessions_dir), stats)
+        verdicts = self._moderation([s.kid for s, _ in live]) if live else {}
+        out = []
+        for s, st in live:
+            banned, kicked = verdicts.get(s.kid, (False, None))
+            if banned or (kicked is not None and kicked >= s.started):
+                self._drop(s, "banned" if banned else "kicked")
+                continue
+            out.append(
+                LiveSession(
+                    app=s.app,
+                    stream=s.stream,
+                    role="primary" if s.role == "primary" else "backup",
+                    client=s.client,
+                    started=s.started,
+                    bw_in=st.bw_in,
+                    fps=st.fps,
+                    width=st.width,
+                    height=st.height,
+                    viewers=st.viewers,
+                )
+            )
+        return out
 
 
 def report(conf: Settings, heal: HealWatcher, live: list[LiveSession] | None = None) -> Report:
@@ -287,13 +332,13 @@ def run(conf: Settings, stop: threading.Event) -> None:
     heal.check_once()  # the first heartbeat already knows
     threading.Thread(target=heal.run, args=(stop,), daemon=True, name="heal").start()
     janitor = Janitor(conf)
-    stat_session = requests.Session()
+    origin = LiveOrigin(conf)
     next_sweep = 0.0
     while not stop.is_set():
         if time.monotonic() >= next_sweep:
             janitor.sweep()
             next_sweep = time.monotonic() + 60
-        payload = report(conf, heal, live_sessions(conf, stat_session))
+        payload = report(conf, heal, origin.sessions())
         threads = [threading.Thread(target=link.beat, args=(payload,)) for link in links]
         for t in threads:
             t.start()

@@ -236,6 +236,48 @@ def cmd_token(c: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_live(c: Client, a: argparse.Namespace) -> int:
+    if a.action != "ls" and not a.stream:
+        raise SystemExit(f"mediagrid live {a.action}: name the stream")
+    got: Any
+    if a.action == "publish":
+        if not a.user:
+            raise SystemExit("mediagrid live publish: --user is required")
+        got = c.live_publish(a.stream, a.user, a.record)
+        if not a.json:
+            for role in ("primary", "backup"):
+                pub = got["publish"][role]
+                print(f"{role}: {pub['url']}" if pub else f"{role}: (no origin of another group)")
+            print(f"play: {got['play']['hls']}")
+            print(f"keys expire: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(got['expires']))}")
+            return 0
+    elif a.action == "ls":
+        got = c.live_streams()
+        if not a.json:
+            for s in got:
+                ingest = s["ingest"] or {}
+                print(
+                    f"{s['stream']:<24} {s['state']:<6} {s['origin'] or '-':<8} {s['backup'] or '-':<8}"
+                    f" {ingest.get('bitrate', 0) / 1e6:6.2f} Mbit/s {ingest.get('fps', 0):5.1f} fps"
+                )
+            return 0
+    elif a.action == "show":
+        got = c.live_stream(a.stream)
+    elif a.action == "play":
+        got = c.live_play(a.stream)
+        if not a.json:
+            print(got["play"])
+            return 0
+    elif a.action == "kick":
+        got = c.live_kick(a.stream)
+    elif a.action == "ban":
+        got = c.live_ban(a.stream, a.key)
+    else:
+        got = c.live_events(a.stream)
+    _print(got)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     # no abbreviations: "--secret s" must not pass for "--secret-file s"
     p = argparse.ArgumentParser(prog="mediagrid", description="mediagrid client", allow_abbrev=False)
@@ -290,6 +332,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--user", "-u", help="only this user's files")
     sp.add_argument("--read-only", action="store_true", help="only GET and HEAD")
     sp.add_argument("--prefix", help="only file ids that start with this")
+    sp = add("live", cmd_live, "live streams: publish URLs, state, play URL, events", user=False)
+    sp.add_argument("action", choices=["publish", "ls", "show", "play", "events", "kick", "ban"])
+    sp.add_argument("stream", nargs="?")
+    sp.add_argument("--user", "-u", help="the stream's owner (publish)")
+    sp.add_argument("--record", action="store_true", help="record the stream for replay (publish)")
+    sp.add_argument("--key", help="ban: only this key id (as events list it)")
+    sp.add_argument("--json", action="store_true")
     return p
 
 

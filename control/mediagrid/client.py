@@ -380,6 +380,33 @@ class Client:
         path = f"/api/v1/files/{self._seg(self.app)}/{self._seg(user)}/{self._seg(file_id)}"
         return self._on_group(user, "delete_failed", lambda base, _: self._call("DELETE", base, path).json())
 
+    # -- live -----------------------------------------------------------------------------
+    def live_publish(self, stream: str, user: str, record: bool = False) -> dict[str, Any]:
+        """RTMP publish URLs (primary and backup origin, each with its key) and the play URL."""
+        query = {"user": user, "record": "1" if record else "0"}
+        path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}"
+        return self._cluster("POST", path, query).json()
+
+    def live_streams(self) -> list[dict[str, Any]]:
+        return self._cluster("GET", f"/api/v1/live/{self._seg(self.app)}").json()["streams"]
+
+    def live_stream(self, stream: str) -> dict[str, Any]:
+        return self._cluster("GET", f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}").json()
+
+    def live_events(self, stream: str) -> list[dict[str, Any]]:
+        path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/events"
+        return self._cluster("GET", path).json()["events"]
+
+    def live_kick(self, stream: str) -> dict[str, Any]:
+        return self._cluster("POST", f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/kick").json()
+
+    def live_ban(self, stream: str, kid: str | None = None) -> dict[str, Any]:
+        path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/ban"
+        return self._cluster("POST", path, {"kid": kid} if kid else None).json()
+
+    def live_play(self, stream: str) -> dict[str, Any]:
+        return self._cluster("GET", f"/api/v1/play/{self._seg(self.app)}/{self._seg(stream)}").json()
+
     def list(self, user: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Every file of the user, following pages."""
         out: list[dict[str, Any]] = []

@@ -167,6 +167,10 @@ class PublishQuery(BaseModel):
     record: str = Field("0", json_schema_extra={"enum": ["0", "1"]})
 
 
+class BanQuery(BaseModel):
+    kid: str = Field("", description="only this key (its id, as the stream's events list it)")
+
+
 class PlayQuery(BaseModel):
     token: str = ""
 

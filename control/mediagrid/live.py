@@ -28,7 +28,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from . import auth, links, livestore, names, streamkeys
-from .contract import LiveEvent, PlayQuery, PublishQuery, answers, api, parse_json, parse_query
+from .contract import BanQuery, LiveEvent, PlayQuery, PublishQuery, answers, api, parse_json, parse_query
+from .db import transaction
 from .errors import APIError
 from .liveregistry import Entry, LiveTable
 from .nodes import ACTIVE, OFFLINE, Node, NodeTable
@@ -170,6 +171,36 @@ def stream_events(app: str, stream: str) -> ResponseReturnValue:
     _check_stream(stream)
     auth.require_app(app)
     return jsonify(app=app, stream=stream, events=livestore.events(app, stream))
+
+
+@bp.post("/api/v1/live/<app>/<stream>/kick")
+@api.validate(resp=answers("HTTP_200"))
+def kick(app: str, stream: str) -> ResponseReturnValue:
+    """Disconnect the stream's publishers: each origin's agent drops them at its next
+    heartbeat; the keys still publish (``ban`` stops that)."""
+    names.check_app(app)
+    _check_stream(stream)
+    auth.require_app(app)
+    with transaction() as cur:
+        kicked = livestore.kick(cur, app, stream)
+    if not kicked:
+        raise APIError(404, "unknown_stream", "no stream of that name in this app")
+    return jsonify(app=app, stream=stream, kicked=True)
+
+
+@bp.post("/api/v1/live/<app>/<stream>/ban")
+@api.validate(query=BanQuery, resp=answers("HTTP_200"))
+def ban(app: str, stream: str) -> ResponseReturnValue:
+    """Ban the stream's keys (or one, ``kid=``): they never publish again; their publishers
+    are dropped as for a kick."""
+    names.check_app(app)
+    _check_stream(stream)
+    auth.require_app(app)
+    kid = parse_query(BanQuery).kid or None
+    with transaction() as cur:
+        banned = livestore.ban(cur, app, stream, kid)
+        livestore.kick(cur, app, stream)
+    return jsonify(app=app, stream=stream, banned=banned)
 
 
 # -- publishing --------------------------------------------------------------------------------

@@ -62,22 +62,48 @@ def key(kid: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def ban(app: str, stream: str, kid: str | None = None) -> int:
-    """Ban one key of the stream, or every key it has; the number banned."""
-    with transaction() as cur:
-        if kid:
-            cur.execute(
-                "UPDATE live_keys SET banned = CURRENT_TIMESTAMP(3)"
-                " WHERE app = %s AND stream = %s AND kid = %s AND banned IS NULL",
-                (app, stream, kid),
-            )
-        else:
-            cur.execute(
-                "UPDATE live_keys SET banned = CURRENT_TIMESTAMP(3)"
-                " WHERE app = %s AND stream = %s AND banned IS NULL",
-                (app, stream),
-            )
-        return int(cur.rowcount)
+def ban(cur: Any, app: str, stream: str, kid: str | None = None) -> int:
+    """Ban one key of the stream, or every key it has (``cur``: a cursor in a transaction);
+    how many were banned. A banned key publishes nothing again, and its live publisher is
+    dropped by its origin's agent at the next heartbeat."""
+    if kid:
+        cur.execute(
+            "UPDATE live_keys SET banned = CURRENT_TIMESTAMP(3)"
+            " WHERE app = %s AND stream = %s AND kid = %s AND banned IS NULL",
+            (app, stream, kid),
+        )
+    else:
+        cur.execute(
+            "UPDATE live_keys SET banned = CURRENT_TIMESTAMP(3)"
+            " WHERE app = %s AND stream = %s AND banned IS NULL",
+            (app, stream),
+        )
+    return int(cur.rowcount)
+
+
+def kick(cur: Any, app: str, stream: str) -> int:
+    """Disconnect the stream's publishers (their origins' agents drop every session that
+    started before now); the keys stay good for a new publish."""
+    cur.execute(
+        "UPDATE live_keys SET kicked = CURRENT_TIMESTAMP(3) WHERE app = %s AND stream = %s", (app, stream)
+    )
+    return int(cur.rowcount)
+
+
+def moderation(cur: Any, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
+    """For each key id: banned, and when it was last kicked (unix seconds)."""
+    if not kids:
+        return {}
+    marks = ", ".join(["%s"] * len(kids))
+    cur.execute(
+        f"SELECT kid, banned IS NOT NULL AS banned, UNIX_TIMESTAMP(kicked) AS kicked"
+        f" FROM live_keys WHERE kid IN ({marks})",
+        kids,
+    )
+    return {
+        r["kid"]: (bool(r["banned"]), float(r["kicked"]) if r["kicked"] is not None else None)
+        for r in cur.fetchall()
+    }
 
 
 def log(

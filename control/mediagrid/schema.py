@@ -240,6 +240,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 node_id VARCHAR(64) NOT NULL,
                 expires BIGINT NOT NULL,
                 banned TIMESTAMP(3) NULL,
+                kicked TIMESTAMP(3) NULL,
                 created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
                 KEY live_keys_stream (app, stream)
             ) ENGINE=InnoDB""",

@@ -9,7 +9,7 @@ from mediagrid.livesessions import Session
 STAT = b"""<?xml version="1.0" encoding="utf-8" ?>
 <rtmp><nginx_version>1.22.1</nginx_version><server><application><name>live</name><live>
 <stream><name>demo.cam1</name><time>5735</time><bw_in>0</bw_in><bytes_in>142387</bytes_in>
-<client><id>2</id><address>127.0.0.1</address><time>1670</time><flashver>LNX 9,0,124,2</flashver><active/></client>
+<client><id>2</id><address>127.0.0.1</address><time>1670</time><flashver>LNX 9</flashver><active/></client>
 <client><id>1</id><address>127.0.0.1</address><time>5911</time><flashver>FMLE/3.0</flashver><publishing/><active/></client>
 <meta><video><width>320</width><height>240</height><frame_rate>25</frame_rate><codec>H264</codec></video>
 <audio><codec>AAC</codec></audio></meta><nclients>2</nclients><publishing/><active/></stream>

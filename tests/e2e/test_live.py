@@ -1,0 +1,192 @@
+"""Live streaming on the lab (issue 13): publish with a key, the registry, play through an
+edge, the end of a stream, refusals, a dead origin.
+
+ffmpeg publishes its test sources to the origin the tracker picked (an RTMP URL with a
+key), ffprobe plays what a viewer would (the play URL, followed through its 302 to an
+edge), and the registry is read through the API as an app would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from mediagrid.client import Client, MediagridError
+
+from .conftest import Lab, docker
+
+# a 1 s GOP at 25 fps: one keyframe per HLS fragment (hls_fragment 1s)
+PUBLISH = [
+    "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+    "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
+    "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+]  # fmt: skip
+
+
+@contextmanager
+def publisher(url: str, seconds: int = 120) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", str(seconds), "-f", "flv", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def refused_publish(url: str) -> tuple[int, str]:
+    """ffmpeg's exit code and message for a publish the origin refuses (it ends at once)."""
+    run = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", "5", "-f", "flv", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return run.returncode, run.stderr
+
+
+def wait_for(what: Any, timeout: float, every: float = 0.2) -> tuple[Any, float]:
+    start = time.monotonic()
+    while True:
+        got = what()
+        if got:
+            return got, time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(every)
+
+
+def state(client: Client, stream: str) -> dict[str, Any]:
+    try:
+        return client.live_stream(stream)
+    except MediagridError as err:
+        return {"state": err.code}
+
+
+def new_stream() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def test_publish_register_play_and_end(lab: Lab, client: Client) -> None:
+    stream = new_stream()
+    got = client.live_publish(stream, "alice")
+    primary, backup = got["publish"]["primary"], got["publish"]["backup"]
+    assert primary["url"].startswith("rtmp://") and "?k=" in primary["url"]
+    # the backup is on an origin of the other group
+    assert backup is not None and backup["node_id"][:2] != primary["node_id"][:2]
+    play = got["play"]["hls"]
+    assert requests.get(lab.http + urlsplit(play).path + "?" + urlsplit(play).query, allow_redirects=False,
+                        timeout=10).json()["error"]["code"] == "stream_offline"  # fmt: skip
+
+    with publisher(primary["url"]) as proc:
+        live, took = wait_for(lambda: (s := state(client, stream))["state"] == "live" and s, 15)
+        assert live["origin"] == primary["node_id"] and live["user"] == "alice"
+        assert took < 10, f"the registry took {took:.1f} s to list the stream"
+        # the origin's heartbeats bring nginx-rtmp's figures
+        live, _ = wait_for(lambda: (s := state(client, stream))["ingest"]["fps"] > 0 and s, 10)
+        assert live["ingest"]["width"] == 320 and live["ingest"]["height"] == 240
+        assert 20 <= live["ingest"]["fps"] <= 30 and live["ingest"]["bitrate"] > 0
+        assert any(s["stream"] == stream and s["state"] == "live" for s in client.live_streams())
+
+        # a viewer's play URL: 302 to the stream's HLS on an edge, with CORS for other pages
+        url = lab.http + urlsplit(play).path + "?" + urlsplit(play).query
+        resp, _ = wait_for(
+            lambda: (r := requests.get(url, allow_redirects=False, timeout=10)).status_code == 302 and r, 10
+        )
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        edge = resp.headers["Location"]
+        assert "/lhls/" in edge and edge.endswith("/index.m3u8")
+        playlist, _ = wait_for(
+            lambda: (r := requests.get(edge, timeout=10)).status_code == 200 and "#EXTINF" in r.text and r, 15
+        )
+        assert playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+        segment = (
+            edge.rsplit("/", 1)[0] + "/" + [ln for ln in playlist.text.splitlines() if ln.endswith(".ts")][-1]
+        )
+        first = requests.get(segment, timeout=10)
+        again = requests.get(segment, timeout=10)
+        assert first.status_code == again.status_code == 200 and first.content == again.content
+        assert again.headers["X-Cache-Status"] == "HIT"
+        # ffprobe plays it as a viewer would, through the redirect
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+             "-of", "csv=p=0", url], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert probe.stdout.strip() == "320,240", probe.stderr
+
+        # the app's view of the same decision
+        decision = client.live_play(stream)
+        assert decision["origin"] == primary["node_id"] and "/lhls/" in decision["hls"]
+
+        # the publisher stops sending (its connection stays open): dropped after 5 s
+        os.kill(proc.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        wait_for(lambda: state(client, stream)["state"] == "ended", 15, every=0.1)
+        ended_after = time.monotonic() - stopped
+    assert ended_after <= 6.5, f"the end took {ended_after:.1f} s"
+    err = requests.get(url, allow_redirects=False, timeout=10)
+    assert err.status_code == 404 and err.json()["error"]["code"] == "stream_offline"
+    print(f"\nregistry listed the stream after {took:.2f} s; ended {ended_after:.2f} s after the last packet")
+
+
+def test_refused_publishes_are_logged_with_their_code(lab: Lab, client: Client) -> None:
+    stream, other = new_stream(), new_stream()
+    got = client.live_publish(stream, "alice")
+    url = got["publish"]["primary"]["url"]
+    base, _, key = url.partition("?k=")
+    other_key = client.live_publish(other, "alice")["publish"]["primary"]["url"].partition("?k=")[2]
+    mac_flipped = key[:-1] + ("A" if key[-1] != "A" else "B")
+
+    for bad in (base, f"{base}?k=garbage", f"{base}?k={mac_flipped}", f"{base}?k={other_key}"):
+        rc, _ = refused_publish(bad)
+        assert rc != 0, bad
+    # another user may not take the stream's name; a name with a dot is no stream
+    with pytest.raises(MediagridError) as taken:
+        client.live_publish(stream, "bob")
+    assert (taken.value.status, taken.value.code) == (409, "stream_taken")
+    with pytest.raises(MediagridError) as bad_name:
+        client.live_publish("a.b", "alice")
+    assert bad_name.value.code == "invalid_stream"
+
+    # a second primary publisher of a live stream is refused; the first stays live
+    with publisher(url):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        rc, _ = refused_publish(url)
+        assert rc != 0
+        assert state(client, stream)["state"] == "live"
+
+    codes = [e["code"] for e in client.live_events(stream) if e["event"] == "refused"]
+    for code in ("missing_key", "malformed_key", "bad_key", "key_for_other_stream"):
+        assert code in codes, codes
+    assert "already_live" in codes or codes.count("bad_key") >= 1
+
+
+def test_a_dead_origin_s_streams_leave_the_registry(lab: Lab, client: Client) -> None:
+    stream = new_stream()
+    got = client.live_publish(stream, "alice")
+    node = got["publish"]["primary"]["node_id"]
+    with publisher(got["publish"]["primary"]["url"]):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        docker("pause", node)
+        try:
+            _, took = wait_for(lambda: state(client, stream)["state"] == "ended", 20, every=0.2)
+        finally:
+            docker("unpause", node)
+    assert took <= 10, f"a dead origin's stream stayed {took:.1f} s"
+    lab.wait_states({node: "ACTIVE"}, 60)
+    print(f"\na paused origin's stream left the registry after {took:.2f} s")
