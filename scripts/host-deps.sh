@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, `make dev` and `make bench` run for real on this
-# machine: MariaDB, nginx, wrk, curl, ffmpeg, Chromium, npm. Skips what is present.
+# machine: MariaDB, nginx with nginx-rtmp, wrk, curl, ffmpeg, Chromium, npm. Skips what is
+# present.
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)  # live origins and edges
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)        # test media, ffprobe (e2e)

@@ -392,3 +392,13 @@ def edge_play() -> ResponseReturnValue:
     resp = Response(status=302)
     resp.headers["Location"] = f"{node.rtmp_url.rstrip('/')}/live/{streamkeys.rtmp_name(app, stream)}"
     return resp
+
+
+@bp.post("/rtmp/edge_play_done")
+@api.validate(resp=answers("HTTP_200"), security={})
+def edge_play_done() -> ResponseReturnValue:
+    """The edge nginx-rtmp's ``on_play_done``: nothing to do (nginx-rtmp closes the pull
+    when its last player leaves); answered so the edge logs no failed hook."""
+    if request.remote_addr not in LOOPBACK or "X-Forwarded-For" in request.headers:
+        raise APIError(403, "forbidden", "nginx-rtmp hooks are answered on loopback only")
+    return jsonify(status="ok")

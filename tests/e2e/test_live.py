@@ -23,7 +23,7 @@ import requests
 
 from mediagrid.client import Client, MediagridError
 
-from .conftest import Lab, docker
+from .conftest import Lab, admin, docker
 
 # a 1 s GOP at 25 fps: one keyframe per HLS fragment (hls_fragment 1s)
 PUBLISH = [
@@ -190,3 +190,22 @@ def test_a_dead_origin_s_streams_leave_the_registry(lab: Lab, client: Client) ->
     assert took <= 10, f"a dead origin's stream stayed {took:.1f} s"
     lab.wait_states({node: "ACTIVE"}, 60)
     print(f"\na paused origin's stream left the registry after {took:.2f} s")
+
+
+def test_kick_then_ban(lab: Lab, client: Client) -> None:
+    stream = new_stream()
+    url = client.live_publish(stream, "alice")["publish"]["primary"]["url"]
+    with publisher(url):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        client.live_kick(stream)
+        _, kicked_after = wait_for(lambda: state(client, stream)["state"] == "ended", 10, every=0.1)
+    # a kick is not a ban: the key publishes again
+    with publisher(url):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        admin("live", "ban", lab.app, stream)
+        _, banned_after = wait_for(lambda: state(client, stream)["state"] == "ended", 10, every=0.1)
+    rc, _ = refused_publish(url)
+    assert rc != 0
+    assert "key_banned" in [e["code"] for e in client.live_events(stream)]
+    assert kicked_after <= 5 and banned_after <= 5
+    print(f"\nkick took {kicked_after:.2f} s, ban {banned_after:.2f} s")

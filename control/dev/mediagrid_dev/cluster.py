@@ -51,6 +51,9 @@ class DevCluster:
         b = self.base_port
         self.front_port = b
         self.static_port = b + 1  # benchmark baseline (bench_static)
+        # the front's live edge: RTMP players, and its nginx-rtmp statistics
+        self.front_rtmp_port = b + 2
+        self.front_rtmp_stat_port = b + 3
         self.db_port = b + 6
         self.tracker_ports = [b + 11, b + 12]
         self.ids_port = b + 13
@@ -65,6 +68,12 @@ class DevCluster:
                     "shim_port": b + 21 + i,
                     "port": b + 31 + i,
                     "data_dir": str(self.root / "groups" / group),
+                    # a live origin: RTMP publishers (and the edge's pulls), nginx-rtmp's
+                    # statistics and control interface, where it cuts HLS and records
+                    "rtmp_port": b + 25 + i,
+                    "rtmp_stat_port": b + 35 + i,
+                    "live_hls_dir": str(self.root / "live" / name / "hls"),
+                    "live_record_dir": str(self.root / "live" / name / "rec"),
                 }
                 i += 1
         self.mariadb = MariaDB(self.root, self.db_port)
@@ -174,6 +183,10 @@ class DevCluster:
                 "TRACKERS": trackers,
                 "ID_SERVICE_URLS": [self.url],
                 "NODE_KEY": self.node_key(name),
+                # a live origin (the nginx role's rtmp.conf.j2 calls the shim's hooks)
+                "RTMP_URL": f"rtmp://127.0.0.1:{node['rtmp_port']}",
+                "RTMP_STAT_URL": f"http://127.0.0.1:{node['rtmp_stat_port']}/rtmp-stat",
+                "LIVE_SESSIONS_DIR": str(self.root / "run" / f"live-{name}"),
             }
             s[f"shim-{name}"] = self._gunicorn(f"shim-{name}", "storage", node["shim_port"], node_conf)
             agent_conf = self._write_conf(f"agent-{name}", node_conf)
@@ -192,16 +205,29 @@ class DevCluster:
             "nginx_front_tracker_port": self.tracker_ports[0],
             "nginx_front_ids_port": self.ids_port,
             "nginx_front_gateway_port": self.gateway_port,
+            # the live edge: the origins by node id, with their storage server blocks
+            "nginx_rtmp": "edge",
+            "nginx_rtmp_port": self.front_rtmp_port,
+            "nginx_rtmp_stat_port": self.front_rtmp_stat_port,
+            "nginx_live_origins": {n: f"127.0.0.1:{i['port']}" for n, i in self.storage_nodes.items()},
         }
         s["nginx-front"] = nginx.node("front", "front", self.front_port, front)
+        s["rtmp-front"] = nginx.rtmp("front", self.front_rtmp_port, front)
         for name, node in self.storage_nodes.items():
             storage = {
                 "nginx_storage_port": node["port"],
                 "nginx_storage_shim_port": node["shim_port"],
                 "nginx_storage_group": node["group"],
                 "nginx_storage_root": node["data_dir"],
+                # a live origin; its edge (the front) reaches it on loopback
+                "nginx_rtmp": "origin",
+                "nginx_rtmp_port": node["rtmp_port"],
+                "nginx_rtmp_stat_port": node["rtmp_stat_port"],
+                "nginx_live_hls_path": node["live_hls_dir"],
+                "nginx_live_record_path": node["live_record_dir"],
             }
             s[f"nginx-{name}"] = nginx.node(name, "storage", node["port"], storage)
+            s[f"rtmp-{name}"] = nginx.rtmp(name, node["rtmp_port"], storage)
         self.services = s
 
     def start_service(self, name: str, timeout: float = 30.0) -> None:
@@ -222,6 +248,10 @@ class DevCluster:
     def start(self) -> None:
         for sub in ("run", "logs", "conf", "mysql", *(f"groups/{g}" for g in GROUPS)):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # as the nginx role creates them on an origin (nginx-rtmp makes no parents)
+        for node in self.storage_nodes.values():
+            for sub in ("live_hls_dir", "live_record_dir"):
+                Path(node[sub]).mkdir(parents=True, exist_ok=True)
         self.mariadb.init()
         self._define()
         try:

@@ -6,6 +6,10 @@ server blocks, the JSON error pages, the direct links' key) are rendered with Ji
 the role's defaults, with the dev cluster's ports and paths over them, as Ansible renders
 them on a node. What the loopback tests run is what the role deploys; only the main
 configuration (templates/dev-nginx.conf.j2, the node's /etc/nginx/nginx.conf) is the harness's.
+
+Live streaming runs as on the nodes too: nginx-rtmp in an nginx of its own per node (an
+origin on each storage node, an edge on the front), configured by the role's rtmp.conf.j2,
+which is that nginx's whole configuration (mediagrid-rtmp.service on a node).
 """
 
 from __future__ import annotations
@@ -64,12 +68,44 @@ class Nginx:
         (dest / "hls.light.min.js").symlink_to(hlsjs)
         (dest / "hls.js-LICENSE.txt").symlink_to(hlsjs.parent / "LICENSE")
 
+    def rtmp(self, name: str, port: int, overrides: Mapping[str, Any]) -> Service:
+        """One node's live streaming nginx (nginx-rtmp, one worker): the role's rtmp.conf.j2
+        with ``overrides`` (nginx_rtmp: origin or edge, the node's ports and paths), as
+        mediagrid-rtmp.service runs it."""
+        prefix = self.dir / name / "rtmp"
+        prefix.mkdir(parents=True)
+        node_vars = {
+            "inventory_hostname": name,
+            # workers as the node's nginx here runs them (dev-nginx.conf.j2)
+            "nginx_worker_user": "root" if os.geteuid() == 0 else "",
+            "nginx_rtmp_pid": str(prefix / "nginx.pid"),
+            "nginx_rtmp_temp_path": str(prefix),
+            "nginx_rtmp_error_log": str(self.root / "logs" / "rtmp-error.log"),
+            **overrides,
+        }
+        module = Path(self.role.vars({**self.shared, **node_vars})["nginx_rtmp_module"])
+        if not module.is_file():
+            raise RuntimeError(
+                f"no nginx-rtmp module at {module}: install the Debian package libnginx-mod-rtmp"
+                " (scripts/host-deps.sh installs what the dev cluster needs)"
+            )
+        conf = prefix / "nginx.conf"
+        self._render("rtmp.conf.j2", conf, node_vars)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        argv = [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+        return Service(f"rtmp-{name}", [*argv, "-e", str(self.root / "logs" / "rtmp-error.log")], port)
+
     def node(self, name: str, site: str, port: int, overrides: Mapping[str, Any]) -> Service:
         """One node's nginx serving the role's ``site`` (front or storage) server block."""
         prefix = self.dir / name
         www = prefix / "www"
         www.mkdir(parents=True)
-        node_vars = {"inventory_hostname": name, "nginx_www_root": str(www), **overrides}
+        node_vars = {
+            "inventory_hostname": name,
+            "nginx_www_root": str(www),
+            "nginx_live_cache_path": str(prefix / "live-cache"),  # an edge's caches
+            **overrides,
+        }
         self._render("index.html.j2", www / "index.html", node_vars)
         if site == "front":
             self._player(www / "player", node_vars)

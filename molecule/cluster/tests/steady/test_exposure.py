@@ -45,6 +45,8 @@ EXPECTED = {
         ("nginx", "0.0.0.0", 80),
         ("nginx", "0.0.0.0", 443),
         ("nginx", "0.0.0.0", 8444),  # the backup store, on the last front node
+        ("nginx", "0.0.0.0", 1935),  # RTMP players (a live edge)
+        ("nginx", "127.0.0.1", 8019),  # nginx-rtmp's statistics
         ("gunicorn", "127.0.0.1", 8001),
         ("gunicorn", "127.0.0.1", 8002),
         ("gunicorn", "127.0.0.1", 8003),
@@ -52,12 +54,23 @@ EXPECTED = {
     "storage": {
         ("nginx", "0.0.0.0", 8080),
         ("nginx", "0.0.0.0", 8443),
+        ("nginx", "0.0.0.0", 1935),  # RTMP publishers and the edges' pulls (a live origin)
+        ("nginx", "127.0.0.1", 8019),  # nginx-rtmp's statistics, for the agent
         ("gunicorn", "127.0.0.1", 8010),
         ("glusterd", "0.0.0.0", 24007),
         ("glusterfsd", "0.0.0.0", GLUSTER_BRICK_PORTS),
     },
     "db": {("mariadbd", "{db}", 3306)},
 }
+
+
+def test_live_hls_of_an_origin_is_for_the_edges_only():
+    # an origin's HLS (the storage server block's /live-hls/) reaches viewers through an
+    # edge, which checks their token: the front nodes fetch it, nobody else
+    url = f"http://{ADDRESSES[GROUPS['g1'][0][0]]}:8080/live-hls/demo.none/index.m3u8"
+    probe = f"curl -s -o /dev/null -w '%{{http_code}}' {url}"
+    assert node("db1").check_output(probe) == "403"
+    assert node(FRONT[0]).check_output(probe) == "404"
 
 
 def _listening(name: str) -> list[tuple[str, str, int]]:

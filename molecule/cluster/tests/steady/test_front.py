@@ -8,7 +8,8 @@ testinfra_hosts = ["ansible://front"]
 
 
 @pytest.mark.parametrize(
-    "service", ["nginx", "keepalived", "mediagrid-tracker", "mediagrid-ids", "mediagrid-gateway"]
+    "service",
+    ["nginx", "mediagrid-rtmp", "keepalived", "mediagrid-tracker", "mediagrid-ids", "mediagrid-gateway"],
 )
 def test_service_runs(host, service):
     assert host.service(service).is_running

@@ -8,7 +8,16 @@ testinfra_hosts = ["ansible://storage"]
 
 
 @pytest.mark.parametrize(
-    "service", ["glusterd", "nginx", "keepalived", "mediagrid-storage", "mediagrid-agent", "mediagrid-worker"]
+    "service",
+    [
+        "glusterd",
+        "nginx",
+        "mediagrid-rtmp",
+        "keepalived",
+        "mediagrid-storage",
+        "mediagrid-agent",
+        "mediagrid-worker",
+    ],
 )
 def test_service_runs(host, service):
     assert host.service(service).is_running

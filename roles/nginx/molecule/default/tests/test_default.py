@@ -85,3 +85,58 @@ def test_qos_reports_have_a_small_body_bound(host):
         " --data-binary @- http://127.0.0.1/api/v1/qos"
     )
     assert '"payload_too_large"' in out
+
+
+def test_live_streaming_nginx_runs_alone_with_one_worker(host):
+    # nginx-rtmp keeps a stream in the worker its publisher reached: its own nginx, one worker
+    rtmp = host.service("mediagrid-rtmp")
+    assert rtmp.is_running and rtmp.is_enabled
+    assert host.socket("tcp://0.0.0.0:1935").is_listening
+    assert host.socket("tcp://127.0.0.1:8019").is_listening
+    assert not host.socket("tcp://0.0.0.0:8019").is_listening
+    pid = host.check_output("systemctl show -p MainPID --value mediagrid-rtmp")
+    workers = host.check_output(f"ps -o user=,args= --ppid {pid}").splitlines()
+    assert [w.split()[0] for w in workers if "worker process" in w] == ["www-data"]
+    assert "<nginx_rtmp_version>" in host.check_output("curl -fsS http://127.0.0.1:8019/rtmp-stat")
+
+
+def test_live_directories_belong_to_the_workers(host):
+    for path in ("/var/lib/mediagrid-live/hls", "/var/lib/mediagrid-live/rec"):
+        d = host.file(path)
+        assert d.is_directory and d.user == "www-data" and d.mode == 0o750
+
+
+def _live(name, expires, key="molecule-only-link-key"):
+    # the live HLS token, as the trackers mint it (links.token over /lhls/<node>/<name>)
+    digest = hashlib.md5(f"{expires}/lhls/s1/{name} {key}".encode()).digest()
+    token = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return f"http://127.0.0.1/lhls/{token}/{expires}/s1/{name}"
+
+
+def test_live_hls_goes_through_the_edge_cache(host):
+    # what nginx-rtmp would cut, written by hand: the edge (front) fetches it from the
+    # origin (storage, /live-hls/) once and serves it from its cache
+    stream = f"demo.t{int(time.time())}"
+    host.check_output(
+        f"install -d -o www-data -g www-data /var/lib/mediagrid-live/hls/{stream}"
+        f" && printf '#EXTM3U\\n#EXTINF:1.0,\\n1.ts\\n' > /var/lib/mediagrid-live/hls/{stream}/index.m3u8"
+        f" && echo segment > /var/lib/mediagrid-live/hls/{stream}/1.ts"
+        f" && chown -R www-data:www-data /var/lib/mediagrid-live/hls/{stream}"
+    )
+    base = _live(stream, int(time.time()) + 600)
+    files = (
+        ("index.m3u8", "application/vnd.apple.mpegurl", "no-cache"),
+        ("1.ts", "video/mp2t", "max-age=600"),
+    )
+    for file, kind, cache in files:
+        first = host.check_output(f"curl -fsS -D - -o /dev/null {base}/{file}").lower()
+        again = host.check_output(f"curl -fsS -D - -o /dev/null {base}/{file}").lower()
+        assert f"content-type: {kind}" in first and f"cache-control: {cache}" in first
+        assert "access-control-allow-origin: *" in first
+        assert "x-cache-status: miss" in first
+        if file.endswith(".ts"):
+            assert "x-cache-status: hit" in again
+    forged = _live(stream, int(time.time()) + 600, key="guess")
+    expired = _live(stream, int(time.time()) - 10)
+    for url, status in ((f"{forged}/index.m3u8", "403"), (f"{expired}/index.m3u8", "410")):
+        assert host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' {url}") == status

@@ -1,0 +1,136 @@
+"""Live streaming on the loopback dev cluster: ffmpeg publishes to the origins' nginx-rtmp
+(the nginx role's rtmp.conf.j2), whose hooks the shims answer; the trackers keep the
+registry; the front's edge serves the stream's HLS from its cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from mediagrid import links
+from mediagrid.client import Client, MediagridError
+from mediagrid_dev import DevCluster
+
+PUBLISH = [
+    "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p",
+    "-c:a", "aac",
+]  # fmt: skip
+
+
+@contextmanager
+def publishing(url: str, seconds: int = 60) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", str(seconds), "-f", "flv", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def refused(url: str) -> int:
+    run = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", "3", "-f", "flv", url],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return run.returncode
+
+
+def until(check: Callable[[], Any], timeout: float) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def state(client: Client, stream: str) -> str:
+    try:
+        return str(client.live_stream(stream)["state"])
+    except MediagridError as err:
+        return err.code
+
+
+@pytest.fixture(scope="module")
+def live(cluster: DevCluster) -> DevCluster:
+    cluster.wait_active(4, 30)
+    return cluster
+
+
+def test_publish_play_and_end_on_loopback(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("cam1", "alice")
+    primary = got["publish"]["primary"]
+    assert got["publish"]["backup"]["node_id"][:2] != primary["node_id"][:2]
+    play = got["play"]["hls"]
+    with publishing(primary["url"]) as proc:
+        until(lambda: state(client, "cam1") == "live", 10)
+        until(lambda: (client.live_stream("cam1")["ingest"] or {}).get("fps", 0) > 0, 10)
+        shown = client.live_stream("cam1")
+        assert shown["origin"] == primary["node_id"] and shown["ingest"]["width"] == 320
+        # the play URL: 302 to the edge (the front), which caches the origin's HLS
+        resp = requests.get(play, allow_redirects=False, timeout=10)
+        assert resp.status_code == 302, resp.text
+        edge = resp.headers["Location"]
+        assert urlsplit(edge).path.startswith("/lhls/")
+        until(lambda: "#EXTINF" in requests.get(edge, timeout=10).text, 10)
+        listed = requests.get(edge, timeout=10).text
+        seg = edge.rsplit("/", 1)[0] + "/" + [ln for ln in listed.splitlines() if ln.endswith(".ts")][-1]
+        assert requests.get(seg, timeout=10).status_code == 200
+        again = requests.get(seg, timeout=10)
+        assert again.headers.get("X-Cache-Status") == "HIT"
+        # another publisher of the stream's primary, and keys that do not fit, are refused
+        base = primary["url"].partition("?k=")[0]
+        assert refused(primary["url"]) != 0
+        assert refused(base) != 0
+        assert refused(base + "?k=nonsense") != 0
+        assert state(client, "cam1") == "live"
+        # silence: dropped by nginx-rtmp after 5 s, ended in the registry at once
+        os.kill(proc.pid, signal.SIGSTOP)
+        took = until(lambda: state(client, "cam1") == "ended", 10)
+    assert took <= 6.5
+    gone = requests.get(play, allow_redirects=False, timeout=10)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "stream_offline")
+    codes = {e["code"] for e in client.live_events("cam1") if e["event"] == "refused"}
+    assert {"already_live", "missing_key", "malformed_key"} <= codes
+
+
+def test_play_errors(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("quiet", "alice")
+    play = got["play"]["hls"]
+    path = urlsplit(play).path
+    assert requests.get(play, timeout=10).json()["error"]["code"] == "stream_offline"
+    unknown = requests.get(live.url + "/live/demo/nobody.m3u8?" + urlsplit(play).query, timeout=10)
+    assert unknown.json()["error"]["code"] == "forbidden"  # the token is the stream's
+    forged = requests.get(f"{live.url}{path}?token=1-{got['play']['token'].split('-', 1)[1]}", timeout=10)
+    assert (forged.status_code, forged.json()["error"]["code"]) == (403, "forbidden")
+
+    def token(stream: str, expires: int) -> str:
+        return f"{expires}-{links.token(live.link_key, f'/live/demo/{stream}', expires)}"
+
+    old = int(time.time()) - 10
+    expired = requests.get(f"{live.url}{path}?token={token('quiet', old)}", timeout=10)
+    assert (expired.status_code, expired.json()["error"]["code"]) == (403, "token_expired")
+    never = requests.get(f"{live.url}/live/demo/nobody.m3u8?token={token('nobody', old + 3600)}", timeout=10)
+    assert (never.status_code, never.json()["error"]["code"]) == (404, "unknown_stream")
+    assert never.headers["Access-Control-Allow-Origin"] == "*"
+    with pytest.raises(MediagridError) as taken:
+        client.live_publish("quiet", "bob")
+    assert taken.value.code == "stream_taken"
