@@ -134,3 +134,23 @@ def test_play_errors(live: DevCluster, client: Client) -> None:
     with pytest.raises(MediagridError) as taken:
         client.live_publish("quiet", "bob")
     assert taken.value.code == "stream_taken"
+
+
+def test_rtmp_play_through_the_edge_pulls_from_the_origin(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("rtmp1", "alice")
+    token = got["play"]["token"]
+    edge = f"rtmp://127.0.0.1:{live.front_rtmp_port}/live/demo.rtmp1"
+
+    def probe(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ffprobe", "-v", "error", "-rw_timeout", "8000000", "-show_entries", "stream=codec_name,width",
+             "-of", "csv=p=0", url], capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    offline = probe(f"{edge}?token={token}")
+    assert offline.returncode != 0  # the edge's on_play: 404, the player fails at once
+    with publishing(got["publish"]["primary"]["url"]):
+        until(lambda: state(client, "rtmp1") == "live", 10)
+        played = probe(f"{edge}?token={token}")
+        assert played.returncode == 0 and "h264,320" in played.stdout, played.stderr
+        assert probe(edge).returncode != 0  # no token, no play
