@@ -125,13 +125,14 @@ class Settings:
     # for the node (publishers and edges connect to it), the loopback URL of nginx-rtmp's
     # statistics it reads each heartbeat, and the directory where the shim's publish hooks
     # keep the node's live sessions (one file each; the agent reports them). Trackers: the
-    # edges (front nodes' base URLs) plays are sent to, the location they serve live HLS
+    # edges (front nodes' base URLs, plain HTTP and HTTPS) plays are sent to, the location they serve live HLS
     # under (the link key's token in the path), how long a stream key and a play URL stay
     # valid.
     rtmp_url: str = ""
     rtmp_stat_url: str = ""
     live_sessions_dir: str = ""
     live_edges: list[str] = field(default_factory=list)
+    live_edges_tls: list[str] = field(default_factory=list)
     live_hls_prefix: str = "/lhls"
     live_key_ttl: int = field(default=86400, metadata=_positive())
     live_play_ttl: int = field(default=21600, metadata=_positive())

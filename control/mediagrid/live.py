@@ -303,8 +303,12 @@ def _check_play_token(app: str, stream: str, token: str) -> None:
 
 def _edge(app: str, stream: str) -> str:
     """The edge a stream's viewers are sent to: one per stream (rendezvous hashing over the
-    edges, so a stream's segments sit in one edge cache), this node when none are set."""
-    edges = current_app.config["LIVE_EDGES"] or [request.host_url]
+    edges, so a stream's segments sit in one edge cache), this node when none are set. A
+    viewer who asked over HTTPS goes to an HTTPS edge (``LIVE_EDGES_TLS``): a page served
+    over HTTPS may not fetch plain HTTP."""
+    conf = current_app.config
+    tls = request.scheme == "https" and conf["LIVE_EDGES_TLS"]
+    edges = (conf["LIVE_EDGES_TLS"] if tls else conf["LIVE_EDGES"]) or [request.host_url]
     name = f"{app}.{stream}"
     return max(edges, key=lambda e: hashlib.sha256(f"{e}\n{name}".encode()).digest()).rstrip("/")
 

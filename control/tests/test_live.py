@@ -154,3 +154,25 @@ def test_rtmp_play_through_the_edge_pulls_from_the_origin(live: DevCluster, clie
         played = probe(f"{edge}?token={token}")
         assert played.returncode == 0 and "h264,320" in played.stdout, played.stderr
         assert probe(edge).returncode != 0  # no token, no play
+
+
+@pytest.mark.parametrize(
+    "name", ["demo.a..b", "demo", "demo.", "demo.-x", "demo." + "x" * 65, "Demo.cam1", "demo.cam%2F1"]
+)
+# nginx-rtmp's HLS refuses a name with ".." itself, before any hook ("hls: bad stream
+# name" in its error log): the publish is refused, with nothing for the shim to log
+def test_names_that_are_no_stream_are_refused_and_logged(
+    live: DevCluster, client: Client, conn: Any, name: str
+) -> None:
+    primary = client.live_publish("named", "alice")["publish"]["primary"]
+    key, port = primary["url"].partition("?k=")[2], live.storage_nodes[primary["node_id"]]["rtmp_port"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT COALESCE(MAX(id), 0) AS id FROM live_events")
+        last = cur.fetchone()["id"]
+    assert refused(f"rtmp://127.0.0.1:{port}/live/{name}?k={key}") != 0
+    conn.commit()
+    with conn.cursor() as cur:
+        cur.execute("SELECT code FROM live_events WHERE id > %s", (last,))
+        logged = [r["code"] for r in cur.fetchall()]
+    assert logged == ([] if ".." in name else ["invalid_stream"])
+    assert state(client, "named") == "idle"
