@@ -25,6 +25,7 @@ from typing import Any
 
 import pymysql
 
+from . import apps
 from .db import Connection, one
 
 FIRST_PLAYABLE, ON_DEMAND, LADDER, BACKFILL = 0, 1, 2, 3
@@ -259,8 +260,7 @@ def set_quota(cur: Any, app: str, max_jobs: int | None, cpu_day: float | None) -
     cur.execute(
         "UPDATE apps SET media_max_jobs = %s, media_cpu_day = %s WHERE app = %s", (max_jobs, cpu_day, app)
     )
-    cur.execute("SELECT 1 FROM apps WHERE app = %s", (app,))
-    return cur.fetchone() is not None
+    return apps.exists(cur, app)
 
 
 def overview(cur: Any, app: str | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import apps
 from .db import get_db
 from .errors import APIError
 
@@ -73,8 +74,7 @@ def set_quota(cur: Any, app: str, max_bytes: int | None, max_files: int | None) 
     cur.execute(
         "UPDATE apps SET quota_bytes = %s, quota_files = %s WHERE app = %s", (max_bytes, max_files, app)
     )
-    cur.execute("SELECT 1 FROM apps WHERE app = %s", (app,))
-    return cur.fetchone() is not None
+    return apps.exists(cur, app)
 
 
 def usage(cur: Any, app: str) -> dict[str, Any] | None:
