@@ -176,3 +176,35 @@ def test_names_that_are_no_stream_are_refused_and_logged(
         logged = [r["code"] for r in cur.fetchall()]
     assert logged == ([] if ".." in name else ["invalid_stream"])
     assert state(client, "named") == "idle"
+
+
+def test_audio_only_and_garbage_publishers(live: DevCluster, client: Client) -> None:
+    """Audio alone is a live stream without a picture; a client that speaks no RTMP is
+    closed by nginx-rtmp and leaves nothing behind; the other streams go on."""
+    got = client.live_publish("radio", "alice")
+    url = got["publish"]["primary"]["url"]
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    audio = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", "sine", "-c:a", "aac", "-t", "30",
+         "-f", "flv", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        until(lambda: state(client, "radio") == "live", 10)
+        until(lambda: (client.live_stream("radio")["ingest"] or {}).get("bitrate", 0) > 0, 10)
+        assert client.live_stream("radio")["ingest"]["width"] == 0
+        # garbage on the RTMP port: closed, no session, the audio stream still live
+        import socket
+
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(os.urandom(4096))
+            sock.settimeout(5)
+            try:
+                while sock.recv(4096):
+                    pass
+            except (TimeoutError, ConnectionResetError):
+                pass
+        assert state(client, "radio") == "live"
+        assert "radio" in [s["stream"] for s in client.live_streams() if s["state"] == "live"]
+    finally:
+        audio.kill()
+        audio.wait(timeout=10)
