@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Live benchmarks on the running lab (issue 13).
+
+l1. the player page's first frame for a live stream in headless Chromium: the page opens
+    the stream's play URL on the cluster address (HTTPS), follows the tracker's 302 to an
+    edge and plays the origin's HLS through the edge cache; 20 joins at random moments
+    (p95, goal 1.5 s).
+
+ffmpeg publishes a 640x360 25 fps test pattern (1 s GOP) to the primary origin the tracker
+picks. Run it under the lab lock: `flock /tmp/mediagrid-lab.lock .venv/bin/python bench/live.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lab import VIP, admin_client
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PUBLISH = [
+    "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25", "-f", "lavfi", "-i", "sine",
+    "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
+    "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac",
+]  # fmt: skip
+
+
+def first_frames(player: str, joins: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    from mediagrid_dev.browser import CHROMIUM, chromium_args
+    from mediagrid_dev.lab import front_spki_hashes
+
+    times = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(front_spki_hashes()))
+        try:
+            for _ in range(joins):
+                time.sleep(random.uniform(0, 1))  # a random moment within a segment
+                page = browser.new_page()
+                page.goto(player)
+                deadline = time.monotonic() + 30
+                while not (
+                    first := page.evaluate("window.mediagridPlayer && window.mediagridPlayer.firstFrameMs")
+                ):
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the player page showed no frame in 30 s")
+                    time.sleep(0.05)
+                times.append(float(first))
+                page.close()
+        finally:
+            browser.close()
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--joins", type=int, default=20)
+    parser.add_argument("--config", default=str(ROOT / "build" / "lab" / "client.toml"))
+    args = parser.parse_args()
+    client = admin_client(tomllib.loads(Path(args.config).read_text()))
+    stream = "bench" + uuid.uuid4().hex[:8]
+    got = client.live_publish(stream, "bench")
+    proc = subprocess.Popen(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            *PUBLISH,
+            "-t",
+            "600",
+            "-f",
+            "flv",
+            got["publish"]["primary"]["url"],
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while client.live_stream(stream)["state"] != "live":
+            if time.monotonic() > deadline:
+                raise SystemExit("the stream never went live")
+            time.sleep(0.2)
+        time.sleep(4)  # a full playlist (4 segments) on the origin
+        player = f"https://{VIP}/player/#src={quote(got['play']['hls'], safe='')}"
+        times = first_frames(player, args.joins)
+    finally:
+        proc.kill()
+        proc.wait()
+    p95 = sorted(times)[max(0, math.ceil(0.95 * len(times)) - 1)]
+    print(f"l1. live first frame, player page via the VIP, {len(times)} joins:"
+          f" p95 {p95:.0f} ms, median {statistics.median(times):.0f} ms, max {max(times):.0f} ms"
+          f" (goal 1500 ms: {'met' if p95 <= 1500 else 'missed'})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
