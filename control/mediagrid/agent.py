@@ -148,6 +148,26 @@ def sweep_parts(data_dir: str, max_age: float, now: float | None = None) -> int:
     return removed
 
 
+class LazyDB:
+    """The agent's MariaDB connection: opened when first needed, dropped after an error
+    (the next use reconnects), so MariaDB being down only postpones the work."""
+
+    def __init__(self, conf: Settings) -> None:
+        self.conf = conf
+        self._conn: Connection | None = None
+
+    def get(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect(self.conf.as_config())
+        return self._conn
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+
 class Janitor:
     """Removes what dead uploads leave in the group volume: stale ``.part`` temporaries,
     in-place uploads still recorded as in flight (``inflight``) and, every
@@ -157,27 +177,21 @@ class Janitor:
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
         self.max_age = conf.stale_part_seconds
-        self._db: Connection | None = None
+        self._db = LazyDB(conf)
         self._next_orphans = 0.0
 
     def sweep(self) -> int:
         conf = self.conf
         removed = sweep_parts(conf.data_dir, self.max_age)
         try:
-            if self._db is None:
-                self._db = connect(conf.as_config())
-            removed += inflight.sweep(self._db, conf.group, conf.data_dir, self.max_age)
+            db = self._db.get()
+            removed += inflight.sweep(db, conf.group, conf.data_dir, self.max_age)
             if conf.orphan_sweep_interval and time.monotonic() >= self._next_orphans:
-                removed += orphans.sweep(
-                    self._db, conf.data_dir, conf.orphan_grace_seconds, conf.id_segment_name
-                )
+                removed += orphans.sweep(db, conf.data_dir, conf.orphan_grace_seconds, conf.id_segment_name)
                 self._next_orphans = time.monotonic() + conf.orphan_sweep_interval
         except pymysql.MySQLError as err:
             log.warning("cannot sweep abandoned uploads now: %s", err)
-            if self._db is not None:
-                with contextlib.suppress(Exception):
-                    self._db.close()
-            self._db = None
+            self._db.drop()
         return removed
 
 
@@ -202,22 +216,18 @@ class LiveOrigin:
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
         self.http = requests.Session()
-        self._db: Connection | None = None
+        self._db = LazyDB(conf)
 
     def _moderation(self, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
         try:
-            if self._db is None:
-                self._db = connect(self.conf.as_config())
-            with self._db.cursor() as cur:
+            db = self._db.get()
+            with db.cursor() as cur:
                 got = livestore.moderation(cur, kids)
-            self._db.commit()
+            db.commit()
             return got
         except pymysql.MySQLError as err:
             log.warning("cannot read the live keys' bans now: %s", err)
-            if self._db is not None:
-                with contextlib.suppress(Exception):
-                    self._db.close()
-            self._db = None
+            self._db.drop()
             return {}
 
     def _drop(self, session: livesessions.Session, why: str) -> None:

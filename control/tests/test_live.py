@@ -8,8 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,38 +18,7 @@ import requests
 from mediagrid import links
 from mediagrid.client import Client, MediagridError
 from mediagrid_dev import DevCluster
-
-PUBLISH = [
-    "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine",
-    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p",
-    "-c:a", "aac",
-]  # fmt: skip
-
-
-@contextmanager
-def publishing(url: str, seconds: int = 60) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", str(seconds), "-f", "flv", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-def refused(url: str) -> int:
-    run = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", "3", "-f", "flv", url],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return run.returncode
+from mediagrid_dev.live import publishing, refused
 
 
 def until(check: Callable[[], Any], timeout: float) -> float:

@@ -270,11 +270,15 @@ def test_the_player_plays_a_live_stream(
 ) -> None:
     """The page takes a live stream's play URL; the tracker's 302 to the edge (here the
     front itself) is followed and hls.js plays the origin's HLS through the edge cache."""
-    from .test_live import publishing, state, until
+    from mediagrid_dev.live import publishing
+
+    from .test_live import state, until
 
     got = client.live_publish("onpage", "alice")
     with publishing(got["publish"]["primary"]["url"]):
         until(lambda: state(client, "onpage") == "live", 10)
+        # the origin's first segment is out (the page opens a stream that plays)
+        until(lambda: "#EXTINF" in requests.get(got["play"]["hls"], timeout=10).text, 10)
         page = browser.new_page()
         console: list[str] = []
         page.on("console", lambda msg: console.append(msg.text))

@@ -13,8 +13,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,42 +20,9 @@ import pytest
 import requests
 
 from mediagrid.client import Client, MediagridError
+from mediagrid_dev.live import publishing, refused
 
 from .conftest import Lab, admin, docker
-
-# a 1 s GOP at 25 fps: one keyframe per HLS fragment (hls_fragment 1s)
-PUBLISH = [
-    "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
-    "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
-    "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-]  # fmt: skip
-
-
-@contextmanager
-def publisher(url: str, seconds: int = 120) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", str(seconds), "-f", "flv", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-def refused_publish(url: str) -> tuple[int, str]:
-    """ffmpeg's exit code and message for a publish the origin refuses (it ends at once)."""
-    run = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", "5", "-f", "flv", url],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return run.returncode, run.stderr
 
 
 def wait_for(what: Any, timeout: float, every: float = 0.2) -> tuple[Any, float]:
@@ -93,7 +58,7 @@ def test_publish_register_play_and_end(lab: Lab, client: Client) -> None:
     assert requests.get(lab.http + urlsplit(play).path + "?" + urlsplit(play).query, allow_redirects=False,
                         timeout=10).json()["error"]["code"] == "stream_offline"  # fmt: skip
 
-    with publisher(primary["url"]) as proc:
+    with publishing(primary["url"]) as proc:
         live, took = wait_for(lambda: (s := state(client, stream))["state"] == "live" and s, 15)
         assert live["origin"] == primary["node_id"] and live["user"] == "alice"
         assert took < 10, f"the registry took {took:.1f} s to list the stream"
@@ -154,7 +119,7 @@ def test_refused_publishes_are_logged_with_their_code(lab: Lab, client: Client) 
     mac_flipped = key[:-1] + ("A" if key[-1] != "A" else "B")
 
     for bad in (base, f"{base}?k=garbage", f"{base}?k={mac_flipped}", f"{base}?k={other_key}"):
-        rc, _ = refused_publish(bad)
+        rc = refused(bad)
         assert rc != 0, bad
     # another user may not take the stream's name; a name with a dot is no stream
     with pytest.raises(MediagridError) as taken:
@@ -165,9 +130,9 @@ def test_refused_publishes_are_logged_with_their_code(lab: Lab, client: Client) 
     assert bad_name.value.code == "invalid_stream"
 
     # a second primary publisher of a live stream is refused; the first stays live
-    with publisher(url):
+    with publishing(url):
         wait_for(lambda: state(client, stream)["state"] == "live", 15)
-        rc, _ = refused_publish(url)
+        rc = refused(url)
         assert rc != 0
         assert state(client, stream)["state"] == "live"
 
@@ -181,7 +146,7 @@ def test_a_dead_origin_s_streams_leave_the_registry(lab: Lab, client: Client) ->
     stream = new_stream()
     got = client.live_publish(stream, "alice")
     node = got["publish"]["primary"]["node_id"]
-    with publisher(got["publish"]["primary"]["url"]):
+    with publishing(got["publish"]["primary"]["url"]):
         wait_for(lambda: state(client, stream)["state"] == "live", 15)
         docker("pause", node)
         try:
@@ -196,16 +161,16 @@ def test_a_dead_origin_s_streams_leave_the_registry(lab: Lab, client: Client) ->
 def test_kick_then_ban(lab: Lab, client: Client) -> None:
     stream = new_stream()
     url = client.live_publish(stream, "alice")["publish"]["primary"]["url"]
-    with publisher(url):
+    with publishing(url):
         wait_for(lambda: state(client, stream)["state"] == "live", 15)
         client.live_kick(stream)
         _, kicked_after = wait_for(lambda: state(client, stream)["state"] == "ended", 10, every=0.1)
     # a kick is not a ban: the key publishes again
-    with publisher(url):
+    with publishing(url):
         wait_for(lambda: state(client, stream)["state"] == "live", 15)
         admin("live", "ban", lab.app, stream)
         _, banned_after = wait_for(lambda: state(client, stream)["state"] == "ended", 10, every=0.1)
-    rc, _ = refused_publish(url)
+    rc = refused(url)
     assert rc != 0
     assert "key_banned" in [e["code"] for e in client.live_events(stream)]
     assert kicked_after <= 5 and banned_after <= 5
