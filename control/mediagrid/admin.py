@@ -74,6 +74,8 @@ def _app_cmd(conf: Mapping[str, Any], args: argparse.Namespace) -> int:
                 print(" ".join(f"{k}={'unlimited' if state[k] is None else state[k]}" for k in sorted(state)))
             elif args.action == "ladder":
                 _ladder_cmd(cur, args)
+            elif args.action == "snapshots":
+                _snapshots_cmd(cur, args)
             elif args.action == "retire":
                 print("retired" if apps.retire(cur, args.name) else "nothing to retire")
         conn.commit()
@@ -133,6 +135,22 @@ def _ladder_cmd(cur: Any, args: argparse.Namespace) -> None:
     elif not apps.exists(cur, args.name):
         raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
     print(f"media_ladder={apps.media_ladder(cur, args.name) or 'default'}")
+
+
+def _snapshots_cmd(cur: Any, args: argparse.Namespace) -> None:
+    """``app snapshots``: show, set (--every) or drop (--default) the seconds between the
+    app's live snapshots; a stream's own interval (at publish) comes first."""
+    if args.every is not None and args.default:
+        raise SystemExit("mediagrid-admin: app snapshots takes --every or --default, not both")
+    if args.every is not None and not 0 <= args.every <= 86400:
+        raise SystemExit("mediagrid-admin: --every is 0 (no snapshots) to 86400 seconds")
+    if args.every is not None or args.default:
+        if not apps.set_live_snapshot_every(cur, args.name, args.every):
+            raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+    elif not apps.exists(cur, args.name):
+        raise SystemExit(f"mediagrid-admin: no app {args.name!r}")
+    every = apps.live_snapshot_every(cur, args.name)
+    print(f"live_snapshot_every={'default' if every is None else every}")
 
 
 def _media_quota(cur: Any, args: argparse.Namespace) -> None:
@@ -219,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     app = sub.add_parser("app", help="manage apps (tenants)")
     app.add_argument(
         "action",
-        choices=["create", "set", "list", "delete", "rotate", "retire", "quota", "ladder"],
+        choices=["create", "set", "list", "delete", "rotate", "retire", "quota", "ladder", "snapshots"],
         help="rotate: print a new secret, the old one stays valid; retire: the old one ends;"
         " quota: show (or set with --max-bytes/--max-files/--unlimited) the app's quota and usage;"
-        " ladder: show (or set with --rungs/--default) the app's ABR ladder",
+        " ladder: show (or set with --rungs/--default) the app's ABR ladder;"
+        " snapshots: show (or set with --every/--default) the seconds between live snapshots",
     )
     app.add_argument("name", nargs="?")
     app.add_argument(
@@ -242,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"ladder: the app's rungs, e.g. 720p,360p (known: {','.join(ladder.RUNGS)});"
         " for files probed from now on",
     )
-    app.add_argument("--default", action="store_true", help="ladder: back to the nodes' MEDIA_LADDER")
+    app.add_argument(
+        "--default",
+        action="store_true",
+        help="ladder, snapshots: back to the nodes' MEDIA_LADDER or LIVE_SNAPSHOT_EVERY",
+    )
+    app.add_argument("--every", type=int, help="snapshots: seconds between live snapshots (0: none)")
     app.add_argument(
         "--admin", action="store_true", help="an admin app: sees the cluster's topology (/api/v1/groups)"
     )

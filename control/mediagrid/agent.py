@@ -6,23 +6,23 @@ does not know the node (it restarted) answers 404 and the agent joins it again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pymysql
 import requests
 
-from . import daemon, inflight, livesessions, livestore, nodeclient, orphans
+from . import daemon, inflight, liverecord, livesessions, livesnaps, livestore, nodeclient, orphans
 from .config import Settings
 from .contract import LiveSession, Report
-from .db import Connection, connect
+from .db import LazyDB
 from .spool import TMP_DIR
 
 log = logging.getLogger("mediagrid.agent")
@@ -146,26 +146,6 @@ def sweep_parts(data_dir: str, max_age: float, now: float | None = None) -> int:
     if removed:
         log.info("removed %d stale upload temporaries", removed)
     return removed
-
-
-class LazyDB:
-    """The agent's MariaDB connection: opened when first needed, dropped after an error
-    (the next use reconnects), so MariaDB being down only postpones the work."""
-
-    def __init__(self, conf: Settings) -> None:
-        self.conf = conf
-        self._conn: Connection | None = None
-
-    def get(self) -> Connection:
-        if self._conn is None:
-            self._conn = connect(self.conf.as_config())
-        return self._conn
-
-    def drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
 
 
 class Janitor:
@@ -333,6 +313,15 @@ class TrackerLink:
             self.joined = False
 
 
+def _every_second(task: Callable[[], object], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            task()
+        except Exception:  # a task's bug must not end it for good: logged, tried again
+            log.exception("agent task %s failed", threading.current_thread().name)
+        stop.wait(1.0)
+
+
 def run(conf: Settings, stop: threading.Event) -> None:
     interval = conf.heartbeat_interval
     links = [TrackerLink(url, conf) for url in conf.trackers]
@@ -343,6 +332,15 @@ def run(conf: Settings, stop: threading.Event) -> None:
     threading.Thread(target=heal.run, args=(stop,), daemon=True, name="heal").start()
     janitor = Janitor(conf)
     origin = LiveOrigin(conf)
+    # a live origin's recordings and snapshots, each in its own thread: an upload or an
+    # ffmpeg run never delays a heartbeat
+    tasks: list[tuple[str, Callable[[], object]]] = []
+    if conf.live_record_dir:
+        tasks.append(("live-record", liverecord.LiveRecorder(conf).round))
+    if conf.live_hls_url and conf.live_sessions_dir:
+        tasks.append(("live-snap", livesnaps.LiveSnapshots(conf).round))
+    for name, task in tasks:
+        threading.Thread(target=_every_second, args=(task, stop), daemon=True, name=name).start()
     next_sweep = 0.0
     while not stop.is_set():
         if time.monotonic() >= next_sweep:

@@ -114,3 +114,16 @@ def set_media_ladder(cur: Cursor, app: str, spec: str | None) -> bool:
     The spec is checked by the caller (``ladder.parse_ladder``)."""
     cur.execute("UPDATE apps SET media_ladder = %s WHERE app = %s", (spec, app))
     return exists(cur, app)
+
+
+def live_snapshot_every(cur: Cursor, app: str) -> int | None:
+    """Seconds between the app's live snapshots, or None: the nodes' LIVE_SNAPSHOT_EVERY."""
+    cur.execute("SELECT live_snapshot_every FROM apps WHERE app = %s", (app,))
+    row = cur.fetchone()
+    return None if row is None or row["live_snapshot_every"] is None else int(row["live_snapshot_every"])
+
+
+def set_live_snapshot_every(cur: Cursor, app: str, seconds: int | None) -> bool:
+    """Set the app's snapshot interval (0: none; None: the nodes' default); whether it exists."""
+    cur.execute("UPDATE apps SET live_snapshot_every = %s WHERE app = %s", (seconds, app))
+    return exists(cur, app)

@@ -243,7 +243,7 @@ def cmd_live(c: Client, a: argparse.Namespace) -> int:
     if a.action == "publish":
         if not a.user:
             raise SystemExit("mediagrid live publish: --user is required")
-        got = c.live_publish(a.stream, a.user, a.record)
+        got = c.live_publish(a.stream, a.user, a.record, a.snapshot_every)
         if not a.json:
             for role in ("primary", "backup"):
                 pub = got["publish"][role]
@@ -267,6 +267,13 @@ def cmd_live(c: Client, a: argparse.Namespace) -> int:
         got = c.live_play(a.stream)
         if not a.json:
             print(got["play"])
+            return 0
+    elif a.action == "snapshots":
+        got = c.live_snapshots(a.stream)
+        if not a.json:
+            for snap in got:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap["at"]))
+                print(f"{stamp}  {snap['size']:>7}  {snap['url']}")
             return 0
     elif a.action == "kick":
         got = c.live_kick(a.stream)
@@ -333,10 +340,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--read-only", action="store_true", help="only GET and HEAD")
     sp.add_argument("--prefix", help="only file ids that start with this")
     sp = add("live", cmd_live, "live streams: publish URLs, state, play URL, events", user=False)
-    sp.add_argument("action", choices=["publish", "ls", "show", "play", "events", "kick", "ban"])
+    sp.add_argument("action", choices=["publish", "ls", "show", "play", "events", "snapshots", "kick", "ban"])
     sp.add_argument("stream", nargs="?")
     sp.add_argument("--user", "-u", help="the stream's owner (publish)")
     sp.add_argument("--record", action="store_true", help="record the stream for replay (publish)")
+    sp.add_argument(
+        "--snapshot-every", type=int, help="seconds between snapshots, 0: none (publish; default: the app's)"
+    )
     sp.add_argument("--key", help="ban: only this key id (as events list it)")
     sp.add_argument("--json", action="store_true")
     return p

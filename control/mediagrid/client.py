@@ -381,9 +381,14 @@ class Client:
         return self._on_group(user, "delete_failed", lambda base, _: self._call("DELETE", base, path).json())
 
     # -- live -----------------------------------------------------------------------------
-    def live_publish(self, stream: str, user: str, record: bool = False) -> dict[str, Any]:
-        """RTMP publish URLs (primary and backup origin, each with its key) and the play URL."""
-        query = {"user": user, "record": "1" if record else "0"}
+    def live_publish(
+        self, stream: str, user: str, record: bool = False, snapshot_every: int | None = None
+    ) -> dict[str, Any]:
+        """RTMP publish URLs (primary and backup origin, each with its key) and the play URL.
+        ``snapshot_every``: seconds between the stream's snapshots (None: the app's)."""
+        query: dict[str, Any] = {"user": user, "record": "1" if record else "0"}
+        if snapshot_every is not None:
+            query["snapshot_every"] = str(snapshot_every)
         path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}"
         return self._cluster("POST", path, query).json()
 
@@ -396,6 +401,11 @@ class Client:
     def live_events(self, stream: str) -> list[dict[str, Any]]:
         path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/events"
         return self._cluster("GET", path).json()["events"]
+
+    def live_snapshots(self, stream: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The stream's snapshots, newest first, each with a direct link (``url``)."""
+        path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/snapshots"
+        return self._cluster("GET", path, {"limit": str(limit)}).json()["snapshots"]
 
     def live_kick(self, stream: str) -> dict[str, Any]:
         return self._cluster("POST", f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/kick").json()

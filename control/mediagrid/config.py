@@ -136,6 +136,16 @@ class Settings:
     live_hls_prefix: str = "/lhls"
     live_key_ttl: int = field(default=86400, metadata=_positive())
     live_play_ttl: int = field(default=21600, metadata=_positive())
+    # Origins: where nginx-rtmp records (its record_path; the shim's record_done hook moves
+    # a finished part of a recorded stream into ready/, the agent stores it as a file of
+    # the stream's owner); the loopback base URL of the live HLS the node's nginx serves
+    # (the agent cuts snapshots from the newest segment). Snapshots are taken every
+    # LIVE_SNAPSHOT_EVERY seconds unless the app or the stream says otherwise (0: none),
+    # kept LIVE_SNAPSHOT_KEEP seconds in the origin's group volume.
+    live_record_dir: str = ""
+    live_hls_url: str = ""
+    live_snapshot_every: int = field(default=10, metadata=_not_negative())
+    live_snapshot_keep: int = field(default=86400, metadata=_positive())
 
     def __post_init__(self) -> None:
         from .assign import resolve  # the strategy's module is imported once, here

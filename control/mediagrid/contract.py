@@ -165,6 +165,13 @@ class LiveEvent(Body):
 class PublishQuery(BaseModel):
     user: UserName
     record: str = Field("0", json_schema_extra={"enum": ["0", "1"]})
+    snapshot_every: int | None = Field(
+        None, ge=0, le=86400, description="seconds between snapshots (0: none; unset: the app's)"
+    )
+
+
+class SnapshotsQuery(BaseModel):
+    limit: int = Field(100, ge=1, le=1000)
 
 
 class BanQuery(BaseModel):

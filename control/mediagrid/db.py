@@ -13,12 +13,15 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pymysql
 import pymysql.cursors
 from flask import Flask, Response, current_app, g
 from pymysql.constants import SERVER_STATUS
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 _local = threading.local()
 IDLE_PING = 1.0  # seconds
@@ -159,3 +162,24 @@ def transaction() -> Iterator[pymysql.cursors.DictCursor]:
         g.pop("db", None)
         discard()
         raise CommitUnknown(*err.args) from err
+
+
+class LazyDB:
+    """A daemon's own MariaDB connection (the agent's tasks, outside Flask): opened when
+    first needed, dropped after an error (the next use reconnects), so MariaDB being down
+    only postpones the work."""
+
+    def __init__(self, conf: Settings) -> None:
+        self.conf = conf
+        self._conn: Connection | None = None
+
+    def get(self) -> Connection:
+        if self._conn is None:
+            self._conn = connect(self.conf.as_config())
+        return self._conn
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            with suppress(Exception):
+                self._conn.close()
+        self._conn = None

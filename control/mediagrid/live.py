@@ -27,8 +27,18 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, links, livestore, names, streamkeys
-from .contract import BanQuery, LiveEvent, PlayQuery, PublishQuery, answers, api, parse_json, parse_query
+from . import auth, links, livesnaps, livestore, names, streamkeys
+from .contract import (
+    BanQuery,
+    LiveEvent,
+    PlayQuery,
+    PublishQuery,
+    SnapshotsQuery,
+    answers,
+    api,
+    parse_json,
+    parse_query,
+)
 from .db import transaction
 from .errors import APIError
 from .liveregistry import Entry, LiveTable
@@ -127,7 +137,7 @@ def _describe(
         "ingest": main.public(True)["ingest"] if main else None,
         "viewers": sum(e.viewers for e in live),
         "recording": bool(owner and owner["record"]) and bool(live),
-        "snapshot": None,
+        "snapshot": _snapshot_url(app, stream) if owner else None,
         "publishers": publishers,
     }
 
@@ -161,6 +171,39 @@ def stream_state(app: str, stream: str) -> ResponseReturnValue:
     if owner is None and not entries:
         raise APIError(404, "unknown_stream", "no stream of that name in this app")
     return jsonify(_describe(app, stream, entries, _node_states(), owner))
+
+
+def _snapshot_link(row: dict[str, Any]) -> str:
+    conf = current_app.config
+    link = links.mint(conf["LINK_KEY"], conf["LINK_PREFIX"], row["grp"], row["path"], conf["LIVE_PLAY_TTL"])
+    return request.host_url.rstrip("/") + str(link["path"])
+
+
+def _snapshot_url(app: str, stream: str) -> str | None:
+    if not current_app.config["LINK_KEY"]:
+        return None
+    row = livesnaps.newest(app, stream)
+    return _snapshot_link(row) if row else None
+
+
+@bp.get("/api/v1/live/<app>/<stream>/snapshots")
+@api.validate(query=SnapshotsQuery, resp=answers("HTTP_200"))
+def snapshots(app: str, stream: str) -> ResponseReturnValue:
+    """The stream's snapshots (JPEG, at most 640 wide), newest first, each with a direct
+    link valid LIVE_PLAY_TTL seconds; kept LIVE_SNAPSHOT_KEEP seconds."""
+    names.check_app(app)
+    _check_stream(stream)
+    auth.require_app(app)
+    if livestore.stream(app, stream) is None:
+        raise APIError(404, "unknown_stream", "no stream of that name in this app")
+    if not current_app.config["LINK_KEY"]:
+        raise APIError(503, "links_disabled", "direct links are not configured on this cluster")
+    rows = livesnaps.listing(app, stream, parse_query(SnapshotsQuery).limit)
+    listed = [
+        {"at": row["at"] / 1000, "node_id": row["node_id"], "size": row["size"], "url": _snapshot_link(row)}
+        for row in rows
+    ]
+    return jsonify(app=app, stream=stream, snapshots=listed)
 
 
 @bp.get("/api/v1/live/<app>/<stream>/events")
@@ -250,7 +293,7 @@ def publish(app: str, stream: str) -> ResponseReturnValue:
     origins = _origins()
     if not origins:
         raise APIError(503, "no_origin", "no live origin is ACTIVE")
-    owner = livestore.claim(app, stream, query.user, query.record == "1")
+    owner = livestore.claim(app, stream, query.user, query.record == "1", query.snapshot_every)
     primary = origins[0]
     backup = next((n for n in origins if n.group != primary.group), None)
     expires = int(time.time()) + conf["LIVE_KEY_TTL"]
@@ -272,7 +315,7 @@ def publish(app: str, stream: str) -> ResponseReturnValue:
             "server": server,
             "stream_key": f"{name}?k={key}",
         }
-    livestore.add_keys(app, stream, issued)
+    livestore.add_keys(app, stream, issued, record=owner["record"])
     base = request.host_url.rstrip("/")
     return jsonify(
         app=app,

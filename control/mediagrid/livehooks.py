@@ -4,7 +4,8 @@ nginx-rtmp does the media work; the shim decides. ``on_publish`` admits a publis
 its key (``streamkeys``, the ``k`` argument of its URL) is this origin's for that stream,
 has not expired, is one the trackers issued and nobody banned, and no other publisher holds
 the stream's role here; it then records the session (``livesessions``) and tells every
-tracker. ``on_publish_done`` (nginx-rtmp dropped or lost the publisher; after 5 s without
+tracker. ``on_record_done`` hands a closed recording part to the agent (``liverecord``).
+``on_publish_done`` (nginx-rtmp dropped or lost the publisher; after 5 s without
 data, ``drop_idle_publisher``) ends it the same way. Refusals answer 4xx, which nginx-rtmp
 turns into a refused publish, and are logged with their code in ``live_events``.
 
@@ -14,6 +15,7 @@ nginx proxies ``/api/`` only, so a request here with a forwarded address is refu
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pymysql
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import livesessions, livestore, nodeclient, streamkeys
+from . import liverecord, livesessions, livestore, nodeclient, streamkeys
 from .contract import LiveEvent, LiveSession, answers, api
 from .errors import APIError
 from .web import settings
@@ -142,4 +144,32 @@ def on_publish_done() -> ResponseReturnValue:
         except pymysql.MySQLError as err:
             current_app.logger.error("cannot log the end of %s: %s", session.name, err)
         current_app.logger.info("end of %s (%s, client %s)", session.name, session.role, session.client)
+    return jsonify(status="ok")
+
+
+@bp.post("/rtmp/record_done")
+@api.validate(resp=answers("HTTP_200"), security={})
+def on_record_done() -> ResponseReturnValue:
+    """nginx-rtmp's ``on_record_done``: a part is closed (cut, or its publisher left). It is
+    moved into the agent's ``ready/`` under its publisher's key id; the agent keeps it or
+    not (``liverecord``). Nothing here waits on the database."""
+    _from_nginx()
+    root = settings().live_record_dir
+    if not root:
+        raise APIError(503, "live_disabled", "this node does not record (no LIVE_RECORD_DIR)")
+    form = request.form
+    path = Path(form.get("path", ""))
+    key = streamkeys.parse(form.get("k"))
+    if path.parent != Path(root) or liverecord.PART.fullmatch(path.name) is None:
+        current_app.logger.warning("record_done for a path that is no part here: %r", str(path)[:200])
+        return jsonify(status="ignored")
+    if key is None:  # not a publisher the shim admitted: nothing to keep
+        path.unlink(missing_ok=True)
+        return jsonify(status="dropped")
+    ready = liverecord.ready_dir(root)
+    ready.mkdir(mode=0o770, exist_ok=True)
+    try:
+        os.replace(path, ready / f"{key.kid}.{path.name}")
+    except FileNotFoundError:
+        return jsonify(status="gone")
     return jsonify(status="ok")

@@ -16,17 +16,23 @@ from .errors import APIError
 EVENTS_LISTED = 100
 
 
-def claim(app: str, stream: str, user: str, record: bool) -> dict[str, Any]:
+def claim(
+    app: str, stream: str, user: str, record: bool, snapshot_every: int | None = None
+) -> dict[str, Any]:
     """The stream ``app``/``stream`` for ``user``: created on first use, or 409
-    ``stream_taken`` if another user of the app has it. ``record`` is updated."""
+    ``stream_taken`` if another user of the app has it. ``record`` and ``snapshot_every``
+    (None: the app's) are updated."""
     with transaction() as cur:
         cur.execute(
-            "INSERT INTO live_streams (app, stream, user, record) VALUES (%s, %s, %s, %s)"
-            " ON DUPLICATE KEY UPDATE record = IF(user = VALUES(user), VALUES(record), record)",
-            (app, stream, user, int(record)),
+            "INSERT INTO live_streams (app, stream, user, record, snapshot_every) VALUES (%s, %s, %s, %s, %s)"
+            " ON DUPLICATE KEY UPDATE record = IF(user = VALUES(user), VALUES(record), record),"
+            " snapshot_every = IF(user = VALUES(user), VALUES(snapshot_every), snapshot_every)",
+            (app, stream, user, int(record), snapshot_every),
         )
         cur.execute(
-            "SELECT app, stream, user, record FROM live_streams WHERE app = %s AND stream = %s", (app, stream)
+            "SELECT app, stream, user, record, snapshot_every FROM live_streams"
+            " WHERE app = %s AND stream = %s",
+            (app, stream),
         )
         row = cur.fetchone()
     if row is None or row["user"] != user:
@@ -43,22 +49,39 @@ def stream(app: str, stream: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def add_keys(app: str, stream: str, keys: list[tuple[str, str, str, int]]) -> None:
-    """Record issued keys: (kid, role, node_id, expires) each."""
+def add_keys(app: str, stream: str, keys: list[tuple[str, str, str, int]], record: bool = False) -> None:
+    """Record issued keys: (kid, role, node_id, expires) each. ``record``: the primary's
+    publisher is recorded (a backup never is: it carries the same picture)."""
     with transaction() as cur:
         cur.executemany(
-            "INSERT INTO live_keys (kid, app, stream, role, node_id, expires)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            [(kid, app, stream, role, node, expires) for kid, role, node, expires in keys],
+            "INSERT INTO live_keys (kid, app, stream, role, node_id, record, expires)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (kid, app, stream, role, node, int(record and role == "primary"), expires)
+                for kid, role, node, expires in keys
+            ],
         )
 
 
 def key(kid: str) -> dict[str, Any] | None:
     with transaction() as cur:
         cur.execute(
-            "SELECT kid, app, stream, role, node_id, expires, banned FROM live_keys WHERE kid = %s", (kid,)
+            "SELECT kid, app, stream, role, node_id, record, expires, banned FROM live_keys WHERE kid = %s",
+            (kid,),
         )
         row = cur.fetchone()
+    return dict(row) if row else None
+
+
+def recorded_key(cur: Any, kid: str) -> dict[str, Any] | None:
+    """The key ``kid`` with its stream's owner (``cur``: the agent's), if it was issued
+    to be recorded; None otherwise."""
+    cur.execute(
+        "SELECT k.app, k.stream, s.user FROM live_keys k JOIN live_streams s USING (app, stream)"
+        " WHERE k.kid = %s AND k.record = 1",
+        (kid,),
+    )
+    row = cur.fetchone()
     return dict(row) if row else None
 
 
@@ -115,13 +138,18 @@ def log(
     kid: str | None = None,
     role: str | None = None,
     client: str | None = None,
+    cur: Any = None,
 ) -> None:
-    with transaction() as cur:
-        cur.execute(
-            "INSERT INTO live_events (app, stream, node_id, event, code, kid, role, client)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (app, stream, node_id, event, code, kid, role, client),
-        )
+    """One event of the stream: on ``cur`` (the agent's), or in a transaction of its own."""
+    if cur is None:
+        with transaction() as own:
+            log(app, stream, node_id, event, code, kid, role, client, own)
+        return
+    cur.execute(
+        "INSERT INTO live_events (app, stream, node_id, event, code, kid, role, client)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (app, stream, node_id, event, code, kid, role, client),
+    )
 
 
 def events(app: str, stream: str, limit: int = EVENTS_LISTED) -> list[dict[str, Any]]:

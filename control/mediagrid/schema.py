@@ -259,6 +259,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE=InnoDB""",
         ],
     ),
+    (
+        15,
+        "live recording and snapshots",
+        [
+            # whether a key's publisher is recorded: the stream's choice when it was issued
+            "ALTER TABLE live_keys ADD COLUMN IF NOT EXISTS record TINYINT(1) NOT NULL DEFAULT 0"
+            " AFTER node_id",
+            # seconds between snapshots: the stream's own, else the app's, else SNAPSHOT_EVERY
+            "ALTER TABLE live_streams ADD COLUMN IF NOT EXISTS snapshot_every INT UNSIGNED NULL AFTER record",
+            "ALTER TABLE apps ADD COLUMN IF NOT EXISTS live_snapshot_every INT UNSIGNED NULL",
+            # a JPEG of the live picture in the origin's group volume (path relative to it)
+            """CREATE TABLE IF NOT EXISTS live_snapshots (
+                app VARCHAR(64) NOT NULL,
+                stream VARCHAR(64) NOT NULL,
+                at BIGINT NOT NULL,
+                grp VARCHAR(32) NOT NULL,
+                node_id VARCHAR(64) NOT NULL,
+                path VARCHAR(255) NOT NULL,
+                size INT UNSIGNED NOT NULL,
+                PRIMARY KEY (app, stream, at),
+                KEY live_snapshots_group (grp, at)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -55,7 +55,7 @@ def _video(info: probe.Info) -> probe.Video:
     return info.video
 
 
-def _ffmpeg(argv: list[str], timeout: float, ffmpeg: str) -> None:
+def run_ffmpeg(argv: list[str], timeout: float, ffmpeg: str) -> None:
     """Run ffmpeg (errors only, no stdin), mapping failure to ``PackageFailed``."""
     full = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-y", *argv]
     try:
@@ -79,7 +79,7 @@ def _frame(
     seek = max(0.0, min(t, info.duration - 2.0 / (video.fps or 25.0)))
     tmp = temp_beside(dest)
     try:
-        _ffmpeg(
+        run_ffmpeg(
             [
                 "-ss", f"{seek:.3f}", "-i", os.fspath(src), "-map", "0:v:0", "-frames:v", "1",
                 "-vf", f"scale={width}:-2", "-q:v", "3", "-f", "image2", "-update", "1",
@@ -174,7 +174,7 @@ def sprite(
             f"fps={step.denominator}/{step.numerator}:eof_action=pass,"
             f"scale={tile_width}:-2,tile={cols}x{rows}"
         )
-        _ffmpeg(
+        run_ffmpeg(
             [
                 "-i", os.fspath(src), "-map", "0:v:0", "-vf", vf, "-frames:v", "1",
                 "-q:v", "4", "-f", "image2", "-update", "1", os.fspath(tmp),

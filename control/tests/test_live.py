@@ -176,3 +176,66 @@ def test_audio_only_and_garbage_publishers(live: DevCluster, client: Client) -> 
     finally:
         audio.kill()
         audio.wait(timeout=10)
+
+
+def _duration(url: str) -> float:
+    run = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return float(run.stdout.strip())
+
+
+def _parts(client: Client, user: str, stream: str) -> list[dict[str, Any]]:
+    return [f for f in client.list(user) if f["file_id"].startswith(f"{stream}-")]
+
+
+def test_recording_becomes_files_and_snapshots_are_listed(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("rec1", "alice", record=True, snapshot_every=1)
+    assert got["record"] is True
+    primary, backup = got["publish"]["primary"], got["publish"]["backup"]
+    # both publishers of a dual hot stream: only the primary is recorded
+    with publishing(primary["url"], seconds=12) as proc, publishing(backup["url"], seconds=12):
+        until(lambda: state(client, "rec1") == "live", 10)
+        assert client.live_stream("rec1")["recording"] is True
+        until(lambda: len(client.live_snapshots("rec1")) >= 2, 15)
+        snaps = client.live_snapshots("rec1")
+        assert snaps[0]["at"] > snaps[1]["at"]  # newest first
+        img = requests.get(snaps[0]["url"], timeout=10)
+        assert img.status_code == 200, img.text
+        assert img.headers["Content-Type"] == "image/jpeg" and img.content[:2] == b"\xff\xd8"
+        assert client.live_stream("rec1")["snapshot"]
+        proc.wait(timeout=30)
+    # 12 s at 10 s a part: two parts, each a file of the owner named by stream and start
+    until(lambda: len(_parts(client, "alice", "rec1")) == 2, 20)
+    parts = sorted(f["file_id"] for f in _parts(client, "alice", "rec1"))
+    durations = [_duration(client.playback_url("alice", fid)) for fid in parts]
+    assert abs(sum(durations) - 12) <= 1.0, durations  # within a GOP (1 s)
+    assert 9 <= durations[0] <= 11
+    recorded = [e for e in client.live_events("rec1") if e["event"] == "recorded"]
+    assert sorted(e["code"] for e in recorded) == parts
+    # nothing is left on the origins: the backup's parts were dropped, the others stored
+    for node in live.storage_nodes.values():
+        root = node["live_record_dir"]
+        assert not [p for p in os.listdir(root) if p.endswith(".flv")]
+        ready = os.path.join(root, "ready")
+        assert not os.path.isdir(ready) or not os.listdir(ready)
+
+
+def test_an_unrecorded_stream_leaves_no_part(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("norec", "alice", snapshot_every=0)
+    with publishing(got["publish"]["primary"]["url"], seconds=3) as proc:
+        until(lambda: state(client, "norec") == "live", 10)
+        proc.wait(timeout=30)
+    until(lambda: state(client, "norec") == "ended", 10)
+    time.sleep(2)
+    assert not _parts(client, "alice", "norec")
+    assert client.live_snapshots("norec") == []
+    for node in live.storage_nodes.values():
+        root = node["live_record_dir"]
+        ready = os.path.join(root, "ready")
+        assert not [p for p in os.listdir(root) if ".norec-" in p]
+        assert not os.path.isdir(ready) or not [p for p in os.listdir(ready) if "norec" in p]

@@ -175,3 +175,69 @@ def test_kick_then_ban(lab: Lab, client: Client) -> None:
     assert "key_banned" in [e["code"] for e in client.live_events(stream)]
     assert kicked_after <= 5 and banned_after <= 5
     print(f"\nkick took {kicked_after:.2f} s, ban {banned_after:.2f} s")
+
+
+def _duration(url: str) -> float:
+    run = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", url],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return float(run.stdout.strip())
+
+
+def _parts(client: Client, stream: str) -> list[dict[str, Any]]:
+    return sorted((f for f in client.list("alice") if f["file_id"].startswith(f"{stream}-")),
+                  key=lambda f: f["file_id"])  # fmt: skip
+
+
+def test_recording_parts_become_the_owner_s_files(lab: Lab, client: Client) -> None:
+    """A recorded stream of 14 s with the lab's 10 s parts: two MP4 files of the owner in
+    the owner's group, whose durations add up to the stream's within a GOP, stored within
+    15 s of the end and packaged by the VOD pipeline; the backup's parts are not kept.
+    Snapshots every 2 s are listed newest first and served by direct link."""
+    stream = new_stream()
+    got = client.live_publish(stream, "alice", record=True, snapshot_every=2)
+    primary, backup = got["publish"]["primary"], got["publish"]["backup"]
+    with publishing(primary["url"], seconds=14) as proc, publishing(backup["url"], seconds=14):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        assert state(client, stream)["recording"] is True
+        snaps, _ = wait_for(lambda: len(s := client.live_snapshots(stream)) >= 3 and s, 20)
+        assert [s["at"] for s in snaps] == sorted((s["at"] for s in snaps), reverse=True)
+        assert all(s["node_id"] == primary["node_id"] for s in snaps)
+        img = requests.get(snaps[0]["url"], timeout=10, verify=lab.ca_file or True)
+        assert img.status_code == 200 and img.headers["Content-Type"] == "image/jpeg"
+        assert img.content[:2] == b"\xff\xd8"
+        assert state(client, stream)["snapshot"]
+        proc.wait(timeout=40)
+    ended = time.monotonic()
+    parts, _ = wait_for(lambda: len(p := _parts(client, stream)) == 2 and p, 30, every=0.5)
+    stored_after = time.monotonic() - ended
+    group = client.storages("alice")["group"]
+    assert {p["group"] for p in parts} == {group}
+    durations = [_duration(client.playback_url("alice", p["file_id"])) for p in parts]
+    assert abs(sum(durations) - 14) <= 1.0, durations
+    assert 9 <= durations[0] <= 11, durations
+    recorded = sorted(e["code"] for e in client.live_events(stream) if e["event"] == "recorded")
+    assert recorded == [p["file_id"] for p in parts]  # the backup's were dropped
+    media = client.wait_playable("alice", parts[0]["file_id"], timeout=180)
+    assert media.get("hls"), media
+    assert stored_after <= 15, f"the last part was a file {stored_after:.1f} s after the end"
+    print(f"\nrecording: parts {durations} s; the last one a file {stored_after:.2f} s after the end")
+
+
+def test_a_stored_part_outlives_its_origin(lab: Lab, client: Client) -> None:
+    """The part nginx-rtmp closed is a file while the stream goes on: the origin dying
+    afterwards loses at most the part it was writing."""
+    stream = new_stream()
+    got = client.live_publish(stream, "alice", record=True, snapshot_every=0)
+    node = got["publish"]["primary"]["node_id"]
+    with publishing(got["publish"]["primary"]["url"], seconds=40):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        parts, _ = wait_for(lambda: _parts(client, stream), 25, every=0.5)
+        docker("pause", node)
+        try:
+            url = client.playback_url("alice", parts[0]["file_id"])
+            assert 9 <= _duration(url) <= 11
+        finally:
+            docker("unpause", node)
+    lab.wait_states({node: "ACTIVE"}, 60)

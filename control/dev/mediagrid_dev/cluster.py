@@ -187,6 +187,8 @@ class DevCluster:
                 "RTMP_URL": f"rtmp://127.0.0.1:{node['rtmp_port']}",
                 "RTMP_STAT_URL": f"http://127.0.0.1:{node['rtmp_stat_port']}/rtmp-stat",
                 "LIVE_SESSIONS_DIR": str(self.root / "run" / f"live-{name}"),
+                "LIVE_RECORD_DIR": node["live_record_dir"],
+                "LIVE_HLS_URL": f"http://127.0.0.1:{node['port']}/live-hls",
             }
             s[f"shim-{name}"] = self._gunicorn(f"shim-{name}", "storage", node["shim_port"], node_conf)
             agent_conf = self._write_conf(f"agent-{name}", node_conf)
@@ -225,6 +227,8 @@ class DevCluster:
                 "nginx_rtmp_stat_port": node["rtmp_stat_port"],
                 "nginx_live_hls_path": node["live_hls_dir"],
                 "nginx_live_record_path": node["live_record_dir"],
+                # short parts, as on the lab, so a test sees a stream cut into several
+                "nginx_live_record_interval": "10s",
             }
             s[f"nginx-{name}"] = nginx.node(name, "storage", node["port"], storage)
             s[f"rtmp-{name}"] = nginx.rtmp(name, node["rtmp_port"], storage)
