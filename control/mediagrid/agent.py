@@ -189,9 +189,10 @@ def next_seq() -> int:
 class LiveOrigin:
     """This origin's live sessions for the heartbeat: the shim's sessions nginx-rtmp still has
     a publisher for, with its figures. A session whose key an operator or the app banned,
-    or kicked after it started (``live_keys``), is dropped here through nginx-rtmp's control
-    interface (loopback): nginx-rtmp then calls ``on_publish_done`` and the shim tells the
-    trackers. MariaDB being down only postpones that."""
+    or kicked after it started (``live_keys``), or whose picture is over LIVE_MAX_PIXELS, is
+    dropped here through nginx-rtmp's control interface (loopback): nginx-rtmp then calls
+    ``on_publish_done`` and the shim tells the trackers. MariaDB being down only postpones
+    a ban or a kick."""
 
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
@@ -209,6 +210,18 @@ class LiveOrigin:
             log.warning("cannot read the live keys' bans now: %s", err)
             self._db.drop()
             return {}
+
+    def _log(self, session: livesessions.Session, code: str) -> None:
+        try:
+            db = self._db.get()
+            with db.cursor() as cur:
+                livestore.log(
+                    session.app, session.stream, self.conf.node_id, "dropped", code, session.kid, cur=cur
+                )
+            db.commit()
+        except pymysql.MySQLError as err:
+            log.warning("cannot log why %s was dropped: %s", session.name, err)
+            self._db.drop()
 
     def _drop(self, session: livesessions.Session, why: str) -> None:
         url = self.conf.rtmp_stat_url.rsplit("/", 1)[0] + "/control/drop/publisher"
@@ -239,6 +252,10 @@ class LiveOrigin:
             banned, kicked = verdicts.get(s.kid, (False, None))
             if banned or (kicked is not None and kicked >= s.started):
                 self._drop(s, "banned" if banned else "kicked")
+                continue
+            if conf.live_max_pixels and st.width * st.height > conf.live_max_pixels:
+                self._drop(s, f"a {st.width}x{st.height} picture is over LIVE_MAX_PIXELS")
+                self._log(s, "picture_too_large")
                 continue
             out.append(
                 LiveSession(

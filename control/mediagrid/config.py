@@ -144,6 +144,9 @@ class Settings:
     # kept LIVE_SNAPSHOT_KEEP seconds in the origin's group volume.
     live_record_dir: str = ""
     live_hls_url: str = ""
+    # Origins: a publisher whose picture has more pixels than this is dropped (its
+    # heartbeat figures show the size), and the drop logged as picture_too_large; 0: no limit.
+    live_max_pixels: int = field(default=4096 * 2160, metadata=_not_negative())
     live_snapshot_every: int = field(default=10, metadata=_not_negative())
     live_snapshot_keep: int = field(default=86400, metadata=_positive())
 

@@ -140,7 +140,8 @@ def test_names_that_are_no_stream_are_refused_and_logged(
     assert refused(f"rtmp://127.0.0.1:{port}/live/{name}?k={key}") != 0
     conn.commit()
     with conn.cursor() as cur:
-        cur.execute("SELECT code FROM live_events WHERE id > %s", (last,))
+        # refusals only: other tests' streams may still be logging their ends
+        cur.execute("SELECT code FROM live_events WHERE id > %s AND event = 'refused'", (last,))
         logged = [r["code"] for r in cur.fetchall()]
     assert logged == ([] if ".." in name else ["invalid_stream"])
     assert state(client, "named") == "idle"
@@ -239,3 +240,26 @@ def test_an_unrecorded_stream_leaves_no_part(live: DevCluster, client: Client) -
         ready = os.path.join(root, "ready")
         assert not [p for p in os.listdir(root) if ".norec-" in p]
         assert not os.path.isdir(ready) or not [p for p in os.listdir(ready) if "norec" in p]
+
+
+def test_a_picture_over_the_limit_is_dropped_and_logged(live: DevCluster, client: Client) -> None:
+    # the dev cluster's LIVE_MAX_PIXELS is 640x480; the origin's agent reads the picture's
+    # size from nginx-rtmp's figures and drops the publisher
+    url = client.live_publish("huge", "alice")["publish"]["primary"]["url"]
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=800x608:rate=5",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "5", "-pix_fmt", "yuv420p", "-t", "40", "-f", "flv",
+         url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        until(lambda: "picture_too_large" in [e["code"] for e in client.live_events("huge")], 20)
+        until(lambda: state(client, "huge") == "ended", 10)
+        assert proc.wait(timeout=15) != 0  # ffmpeg's connection was closed under it
+    finally:
+        proc.kill()
+        proc.wait()
+    # the other streams are not touched: a stream of the normal size publishes at once
+    got = client.live_publish("small", "alice")
+    with publishing(got["publish"]["primary"]["url"], seconds=5):
+        until(lambda: state(client, "small") == "live", 10)

@@ -189,6 +189,8 @@ class DevCluster:
                 "LIVE_SESSIONS_DIR": str(self.root / "run" / f"live-{name}"),
                 "LIVE_RECORD_DIR": node["live_record_dir"],
                 "LIVE_HLS_URL": f"http://127.0.0.1:{node['port']}/live-hls",
+                # small, so a test's too large picture costs little to encode
+                "LIVE_MAX_PIXELS": 640 * 480,
             }
             s[f"shim-{name}"] = self._gunicorn(f"shim-{name}", "storage", node["shim_port"], node_conf)
             agent_conf = self._write_conf(f"agent-{name}", node_conf)
