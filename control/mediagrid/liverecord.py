@@ -17,8 +17,13 @@ else happens on nginx-rtmp's side. The agent then, one part at a time, oldest fi
   ``record_failed`` with a code) in the stream's events.
 
 A part is stored within seconds of being closed, so an origin that dies loses at most the
-part it was writing. An upload the cluster could not take now (no storage answered) is
-tried again the next round; a refusal (a quota, say) is final and logged.
+part it was writing; and that part is not lost either if the node comes back: a part no
+hook handed over (nginx-rtmp killed, or the shim down when it called) and untouched for
+``ORPHAN_AFTER`` seconds is taken as closed and handed over by the agent itself, under the
+newest recorded primary key of its stream issued for this node before it began.
+
+An upload the cluster could not take now (no storage answered) is tried again the next
+round; a refusal (a quota, say) is final and logged.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ _READY = re.compile(
 # a part as nginx-rtmp names it (record_unique on)
 PART = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}\.[A-Za-z0-9][A-Za-z0-9_-]{0,63}-[0-9]{1,12}\.flv")
 REMUX_TIMEOUT = 600.0
+# a part nginx-rtmp still writes is touched every second; one of a publisher that stopped
+# sending is closed within 5 s (drop_idle_publisher)
+ORPHAN_AFTER = 60.0
 
 
 def ready_dir(record_dir: str | Path) -> Path:
@@ -69,6 +77,7 @@ class LiveRecorder:
         self.conf = conf
         self._db = LazyDB(conf)
         self._tracker = 0  # which tracker the uploads ask first; the next one after a failure
+        self._next_adopt = 0.0
 
     def _upload(self, app: str, secret: str, mp4: Path, user: str, fid: str) -> dict[str, Any]:
         trackers = self.conf.trackers
@@ -134,10 +143,43 @@ class LiveRecorder:
         finally:
             mp4.unlink(missing_ok=True)
 
+    def adopt(self, cur: Any, now: float) -> int:
+        """Hand over the parts no hook did (see the module's text); how many."""
+        root = Path(self.conf.live_record_dir)
+        adopted = 0
+        for part in root.glob("*.flv"):
+            try:
+                if PART.fullmatch(part.name) is None or now - part.stat().st_mtime < ORPHAN_AFTER:
+                    continue
+            except FileNotFoundError:
+                continue
+            name, _, began = part.name[: -len(".flv")].rpartition("-")
+            app, _, stream = name.partition(".")
+            kid = livestore.recorded_key_before(cur, app, stream, self.conf.node_id, int(began) + 1)
+            if kid is None:
+                part.unlink(missing_ok=True)
+                continue
+            ready = ready_dir(root)
+            ready.mkdir(mode=0o770, exist_ok=True)
+            part.replace(ready / f"{kid}.{part.name}")
+            log.warning("adopted part %s, which no hook handed over", part.name)
+            adopted += 1
+        return adopted
+
     def round(self) -> dict[str, int]:
         """Every part ready now, oldest first; how many became what."""
         ready = ready_dir(self.conf.live_record_dir)
         done: dict[str, int] = {}
+        if time.time() >= self._next_adopt:
+            self._next_adopt = time.time() + 10
+            try:
+                db = self._db.get()
+                with db.cursor() as cur:
+                    self.adopt(cur, time.time())
+                db.commit()
+            except pymysql.MySQLError as err:
+                log.warning("cannot adopt orphaned parts now: %s", err)
+                self._db.drop()
         # oldest first: by the time each began (all have 10-digit times until 2286)
         parts = sorted(ready.glob("*.flv"), key=lambda p: p.name.rsplit("-", 1)[-1]) if ready.is_dir() else []
         if not parts:

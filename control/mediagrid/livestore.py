@@ -85,6 +85,19 @@ def recorded_key(cur: Any, kid: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def recorded_key_before(cur: Any, app: str, stream: str, node_id: str, began: float) -> str | None:
+    """The kid of the newest primary key of the stream issued for ``node_id`` before
+    ``began`` and to be recorded, if any: whose publisher most likely wrote a part that
+    began then (for a part no hook handed over)."""
+    cur.execute(
+        "SELECT kid FROM live_keys WHERE app = %s AND stream = %s AND node_id = %s AND role = 'primary'"
+        " AND record = 1 AND created <= FROM_UNIXTIME(%s) ORDER BY created DESC LIMIT 1",
+        (app, stream, node_id, began),
+    )
+    row = cur.fetchone()
+    return str(row["kid"]) if row else None
+
+
 def ban(cur: Any, app: str, stream: str, kid: str | None = None) -> int:
     """Ban one key of the stream, or every key it has (``cur``: a cursor in a transaction);
     how many were banned. A banned key publishes nothing again, and its live publisher is

@@ -263,3 +263,24 @@ def test_a_picture_over_the_limit_is_dropped_and_logged(live: DevCluster, client
     got = client.live_publish("small", "alice")
     with publishing(got["publish"]["primary"]["url"], seconds=5):
         until(lambda: state(client, "small") == "live", 10)
+
+
+def test_a_part_no_hook_handed_over_is_adopted(live: DevCluster, client: Client) -> None:
+    """nginx-rtmp killed mid-part (or the shim down when it called on_record_done): the
+    part stays in the record directory; once untouched for a minute the agent hands it
+    over itself, under the stream's recorded key, and stores it."""
+    got = client.live_publish("orphan", "alice", record=True)
+    node = live.storage_nodes[got["publish"]["primary"]["node_id"]]
+    time.sleep(1.1)  # the part begins after its key was issued
+    began = int(time.time())
+    part = os.path.join(node["live_record_dir"], f"{client.app}.orphan-{began}.flv")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+         "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-f", "flv", part],
+        check=True, timeout=60,
+    )  # fmt: skip
+    os.utime(part, (time.time() - 120, time.time() - 120))
+    until(lambda: len(_parts(client, "alice", "orphan")) == 1, 30)
+    assert not os.path.exists(part)
+    (stored,) = _parts(client, "alice", "orphan")
+    assert abs(_duration(client.playback_url("alice", stored["file_id"])) - 3) < 0.5

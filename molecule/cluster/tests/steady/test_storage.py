@@ -64,3 +64,26 @@ def test_worker_runs_niced_with_its_engines_and_no_keys(host):
     text = host.check_output("cat /etc/mediagrid/worker.toml")
     assert "WORKER_BUDGET" in text
     assert "NODE_KEY" not in text and "CLUSTER_SECRET" not in text and "LINK_KEY" not in text
+
+
+def test_recordings_are_nginx_s_and_the_services_group_s(host):
+    # nginx-rtmp's workers write the parts; the shim and the agent (group mediagrid, setgid
+    # directory) move, read and delete them; nobody else enters
+    rec = host.file("/var/lib/mediagrid-live/rec")
+    assert rec.is_directory
+    assert (rec.user, rec.group, rec.mode) == ("www-data", "mediagrid", 0o2770)
+    config = host.file("/etc/mediagrid/agent.toml").content_string
+    assert 'LIVE_RECORD_DIR = "/var/lib/mediagrid-live/rec"' in config
+    assert "record all;" in host.file("/etc/nginx/mediagrid-rtmp.conf").content_string
+
+
+def test_the_record_hook_answers_nginx_rtmp_only(host):
+    # the shim's hook refuses what it is not nginx-rtmp's to send: a path outside the
+    # recordings is ignored, and the storage server block does not proxy /rtmp/ at all
+    with host.sudo():
+        ignored = host.run(
+            "curl -s -d path=/etc/passwd -d k=x http://127.0.0.1:8010/rtmp/record_done"
+        ).stdout
+    assert '"ignored"' in ignored
+    outside = host.run("curl -s -o /dev/null -w '%{http_code}' -d path=x http://127.0.0.1:8080/rtmp/record_done")
+    assert outside.stdout in ("403", "404")
