@@ -74,8 +74,9 @@ def test_player_page_is_served_with_its_csp(host):
         assert host.file(f"/var/www/mediagrid/player/{name}").mode == 0o644
     script = host.check_output("curl -fsS -D - -o /dev/null http://127.0.0.1/player/hls.light.min.js").lower()
     assert "content-type: application/javascript" in script
-    # the page names the prefix whose playlists it plays (nginx_hls_prefix)
-    assert 'data-hls-prefixes="/hls/"' in host.check_output("curl -fsS http://127.0.0.1/player/")
+    # the page names the prefixes whose playlists it plays: VOD (nginx_hls_prefix) and the
+    # trackers' live play URLs
+    assert 'data-hls-prefixes="/hls/ /live/"' in host.check_output("curl -fsS http://127.0.0.1/player/")
 
 
 def test_qos_reports_have_a_small_body_bound(host):
@@ -101,9 +102,12 @@ def test_live_streaming_nginx_runs_alone_with_one_worker(host):
 
 
 def test_live_directories_belong_to_the_workers(host):
-    for path in ("/var/lib/mediagrid-live/hls", "/var/lib/mediagrid-live/rec"):
-        d = host.file(path)
-        assert d.is_directory and d.user == "www-data" and d.mode == 0o750
+    hls = host.file("/var/lib/mediagrid-live/hls")
+    assert hls.is_directory and hls.user == "www-data" and hls.mode == 0o750
+    # recordings: shared with nginx_live_record_group (the workers' own group here), setgid
+    rec = host.file("/var/lib/mediagrid-live/rec")
+    assert (rec.is_directory, rec.user, rec.group, rec.mode) == (True, "www-data", "www-data", 0o2770)
+    assert "record all;" in host.file("/etc/nginx/mediagrid-rtmp.conf").content_string
 
 
 def _live(name, expires, key="molecule-only-link-key"):
