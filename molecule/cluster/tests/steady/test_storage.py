@@ -81,9 +81,9 @@ def test_the_record_hook_answers_nginx_rtmp_only(host):
     # the shim's hook refuses what it is not nginx-rtmp's to send: a path outside the
     # recordings is ignored, and the storage server block does not proxy /rtmp/ at all
     with host.sudo():
-        ignored = host.run(
-            "curl -s -d path=/etc/passwd -d k=x http://127.0.0.1:8010/rtmp/record_done"
-        ).stdout
+        ignored = host.run("curl -s -d path=/etc/passwd -d k=x http://127.0.0.1:8010/rtmp/record_done").stdout
     assert '"ignored"' in ignored
-    outside = host.run("curl -s -o /dev/null -w '%{http_code}' -d path=x http://127.0.0.1:8080/rtmp/record_done")
+    outside = host.run(
+        "curl -s -o /dev/null -w '%{http_code}' -d path=x http://127.0.0.1:8080/rtmp/record_done"
+    )
     assert outside.stdout in ("403", "404")
