@@ -279,7 +279,7 @@ def _play_url(app: str, stream: str, base: str, ttl: int) -> dict[str, Any]:
 
 
 @bp.post("/api/v1/live/<app>/<stream>")
-@api.validate(query=PublishQuery, resp=answers("HTTP_200"))
+@api.validate(query=PublishQuery, resp=answers("HTTP_200", also=(409,)))
 def publish(app: str, stream: str) -> ResponseReturnValue:
     """RTMP publish URLs for the user's stream: a primary and (another group's) backup
     origin, each with a key of its own valid ``LIVE_KEY_TTL`` seconds, and the play URL."""
