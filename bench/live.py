@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from vod import page_first_frames
+
 from lab import VIP, admin_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,34 +42,6 @@ PUBLISH = [
     "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
     "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac",
 ]  # fmt: skip
-
-
-def first_frames(player: str, joins: int) -> list[float]:
-    from playwright.sync_api import sync_playwright
-
-    from mediagrid_dev.browser import CHROMIUM, chromium_args
-    from mediagrid_dev.lab import front_spki_hashes
-
-    times = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(front_spki_hashes()))
-        try:
-            for _ in range(joins):
-                time.sleep(random.uniform(0, 1))  # a random moment within a segment
-                page = browser.new_page()
-                page.goto(player)
-                deadline = time.monotonic() + 30
-                while not (
-                    first := page.evaluate("window.mediagridPlayer && window.mediagridPlayer.firstFrameMs")
-                ):
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the player page showed no frame in 30 s")
-                    time.sleep(0.05)
-                times.append(float(first))
-                page.close()
-        finally:
-            browser.close()
-    return times
 
 
 # the latency of the picture shown: the newest segment loaded ends at (its name + 1 s of
@@ -139,7 +112,7 @@ def main() -> int:
             time.sleep(0.2)
         time.sleep(4)  # a full playlist (4 segments) on the origin
         player = f"https://{VIP}/player/#src={quote(got['play']['hls'], safe='')}"
-        times = first_frames(player, args.joins)
+        times = page_first_frames(player, args.joins, jitter=1.0)  # a random moment in a segment
         lat = latencies(player)
     finally:
         proc.kill()

@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import random
 import shlex
 import statistics
 import subprocess
@@ -489,8 +490,12 @@ def player_first_frames(got: dict[str, Any], conf: dict[str, Any], loads: int) -
     """First-frame times (ms) the player page reports over ``loads`` loads, or [] when the
     media API gives no player URL."""
     url = got.get("player")
-    if not url:
-        return []
+    return page_first_frames(url, loads) if url else []
+
+
+def page_first_frames(url: str, loads: int, jitter: float = 0.0) -> list[float]:
+    """First-frame times (ms) the player page at ``url`` reports over ``loads`` loads, each
+    after a random pause of up to ``jitter`` seconds (a join at a random moment)."""
     from playwright.sync_api import sync_playwright
 
     from mediagrid_dev.browser import CHROMIUM, chromium_args
@@ -501,6 +506,7 @@ def player_first_frames(got: dict[str, Any], conf: dict[str, Any], loads: int) -
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(front_spki_hashes()))
         try:
             for _ in range(loads):
+                time.sleep(random.uniform(0, jitter))
                 page = browser.new_page()
                 page.goto(url)
                 # polled from here: the page's CSP forbids the eval wait_for_function uses
