@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .conftest import GROUPS, PREFIX, ROOT, Lab, docker
@@ -29,6 +30,17 @@ def holders(vip: str, nodes: list[str]) -> list[str]:
         if f" {vip}/" in addrs:
             out.append(node)
     return out
+
+
+def died_at(node: str, wall: float, mono: float) -> float:
+    """When a killed container died, on the ``time.monotonic()`` clock: docker's FinishedAt
+    (host wall clock), placed by one (``wall``, ``mono``) pair read together. A drill timed
+    from here does not count the docker CLI's own start and round trip, which on two busy
+    cores took up to half a second."""
+    stamp = docker("inspect", "-f", "{{.State.FinishedAt}}", node).strip()
+    day, _, frac = stamp.rstrip("Z").partition(".")
+    finished = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() + float(f"0.{frac or 0}")
+    return mono + (finished - wall)
 
 
 def wait_until(what: str, predicate: Callable[[], bool], timeout: float, step: float = 0.2) -> float:
@@ -106,6 +118,9 @@ class Prober:
         return next(
             (s.at for s in list(self.samples) if s.at >= since and s.status == 200 and s.node == node), None
         )
+
+    def first_failure(self, since: float) -> float | None:
+        return next((s.at for s in list(self.samples) if s.at >= since and s.status != 200), None)
 
     def errors(self, since: float) -> dict[str, Any]:
         """Failed probes after ``since``: count, and the window from the first to the last."""
