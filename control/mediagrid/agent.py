@@ -19,7 +19,17 @@ from urllib.parse import urlsplit
 import pymysql
 import requests
 
-from . import daemon, inflight, liverecord, livesessions, livesnaps, livestore, nodeclient, orphans
+from . import (
+    daemon,
+    inflight,
+    liverecord,
+    livesessions,
+    livesnaps,
+    livestore,
+    livetranscode,
+    nodeclient,
+    orphans,
+)
 from .config import Settings
 from .contract import LiveSession, Report
 from .db import LazyDB
@@ -356,6 +366,9 @@ def run(conf: Settings, stop: threading.Event) -> None:
         tasks.append(("live-record", liverecord.LiveRecorder(conf).round))
     if conf.live_hls_url and conf.live_sessions_dir:
         tasks.append(("live-snap", livesnaps.LiveSnapshots(conf).round))
+    transcoder = livetranscode.start(conf, stop)
+    if transcoder is not None:
+        tasks.append(("live-transcode", transcoder.round))
     for name, task in tasks:
         threading.Thread(target=_every_second, args=(task, stop), daemon=True, name=name).start()
     next_sweep = 0.0
@@ -370,6 +383,8 @@ def run(conf: Settings, stop: threading.Event) -> None:
         for t in threads:
             t.join()
         stop.wait(interval)
+    if transcoder is not None:
+        transcoder.close()  # its ffmpeg runs in a session of its own: not signalled with us
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -264,7 +264,7 @@ def cmd_live(c: Client, a: argparse.Namespace) -> int:
     elif a.action == "show":
         got = c.live_stream(a.stream)
     elif a.action == "play":
-        got = c.live_play(a.stream)
+        got = c.live_play(a.stream, a.rendition)
         if not a.json:
             print(got["play"])
             return 0
@@ -348,6 +348,7 @@ def parser() -> argparse.ArgumentParser:
         "--snapshot-every", type=int, help="seconds between snapshots, 0: none (publish; default: the app's)"
     )
     sp.add_argument("--key", help="ban: only this key id (as events list it)")
+    sp.add_argument("--rendition", help="play: a lower rendition (480p, 360p, 240p...), made while watched")
     sp.add_argument("--json", action="store_true")
     return p
 

@@ -414,8 +414,11 @@ class Client:
         path = f"/api/v1/live/{self._seg(self.app)}/{self._seg(stream)}/ban"
         return self._cluster("POST", path, {"kid": kid} if kid else None).json()
 
-    def live_play(self, stream: str) -> dict[str, Any]:
-        return self._cluster("GET", f"/api/v1/play/{self._seg(self.app)}/{self._seg(stream)}").json()
+    def live_play(self, stream: str, rendition: str | None = None) -> dict[str, Any]:
+        """The play decision: edge HLS URL, RTMP URL, the viewers' play URL; ``rendition``
+        (a rung, ``480p``) for a lower rendition, transcoded while it is watched."""
+        query = {"rendition": rendition} if rendition else None
+        return self._cluster("GET", f"/api/v1/play/{self._seg(self.app)}/{self._seg(stream)}", query).json()
 
     def list(self, user: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Every file of the user, following pages."""

@@ -149,6 +149,15 @@ class Settings:
     live_max_pixels: int = field(default=4096 * 2160, metadata=_not_negative())
     live_snapshot_every: int = field(default=10, metadata=_not_negative())
     live_snapshot_keep: int = field(default=86400, metadata=_positive())
+    # Origins: live transcoding on demand (``livetranscode``). The agent writes a wanted
+    # rendition's HLS into LIVE_RENDITIONS_DIR (the node's nginx serves it to the edges)
+    # and hears of the fetches of its playlist on LIVE_VIEWS_PORT (loopback UDP, the node
+    # nginx's syslog lines); a rendition unfetched for LIVE_TRANSCODE_IDLE seconds stops.
+    # Trackers: how long a viewer's play waits for a starting rendition's first segment.
+    live_renditions_dir: str = ""
+    live_views_port: int = field(default=0, metadata=_not_negative())
+    live_transcode_idle: int = field(default=30, metadata=_positive())
+    live_transcode_wait: float = field(default=10.0, metadata=_positive())
 
     def __post_init__(self) -> None:
         from .assign import resolve  # the strategy's module is imported once, here

@@ -178,7 +178,19 @@ class BanQuery(BaseModel):
     kid: str = Field("", description="only this key (its id, as the stream's events list it)")
 
 
-class PlayQuery(BaseModel):
+RENDITION = Field(
+    "",
+    pattern=r"^([0-9]{3,4}p)?$",
+    description="a lower rendition (a ladder rung, e.g. 480p) transcoded while it is watched;"
+    " unset: the stream as published",
+)
+
+
+class RenditionQuery(BaseModel):
+    rendition: str = RENDITION
+
+
+class PlayQuery(RenditionQuery):
     token: str = ""
 
 

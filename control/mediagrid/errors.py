@@ -115,6 +115,9 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("unknown_key", 403, "a publish with a well-formed key no tracker recorded"),
     ErrorCode("key_banned", 403, "a publish with a key an operator banned"),
     ErrorCode("already_live", 409, "a second publisher of the same stream and role on an origin"),
+    ErrorCode("unknown_rendition", 400, "a live rendition that is no ladder rung (`480p`, `360p`, ...)"),
+    ErrorCode("no_capacity", 503, "a live rendition its origin has no room to transcode now (media budget)"),
+    ErrorCode("rendition_starting", 503, "a live rendition whose first segment is not out yet: ask again"),
     # HTTP errors raised by Flask/Werkzeug, under a code named for their status
     ErrorCode(
         "bad_request", 400, "a malformed request (nginx too: a bad target, `..` above the root)", "http"

@@ -20,6 +20,7 @@ nodes of the file's group under a lease, cheapest to reason about as four rules.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +58,22 @@ def enqueue(
 
 
 def running_cores(cur: Any, node_id: str) -> float:
-    """The cores of the jobs a node holds a live lease on."""
+    """The cores of the jobs a node holds a live lease on, its live transcodes' included:
+    the media jobs and the live transcodes share one budget, and a VOD job waits while
+    live transcodes fill it (live first; ``livetranscode``)."""
     cur.execute(
-        "SELECT COALESCE(SUM(cores), 0) AS c FROM media_jobs"
-        " WHERE node_id = %s AND state = 'running' AND lease_until > NOW(3)",
-        (node_id,),
+        "SELECT (SELECT COALESCE(SUM(cores), 0) FROM media_jobs"
+        "  WHERE node_id = %s AND state = 'running' AND lease_until > NOW(3))"
+        " + (SELECT COALESCE(SUM(cores), 0) FROM live_transcodes"
+        "  WHERE node_id = %s AND state = 'running' AND lease_until > NOW(3)) AS c",
+        (node_id, node_id),
     )
     return float(one(cur)["c"])
+
+
+def node_budget(worker_budget: float) -> float:
+    """The cores a node's media work may hold at once: WORKER_BUDGET, else half its CPUs."""
+    return worker_budget or max(1.0, (os.cpu_count() or 1) / 2)
 
 
 def claim(

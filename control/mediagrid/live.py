@@ -27,12 +27,13 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import auth, links, livesnaps, livestore, names, streamkeys
+from . import auth, ladder, links, livesnaps, livestore, livetranscode, names, streamkeys
 from .contract import (
     BanQuery,
     LiveEvent,
     PlayQuery,
     PublishQuery,
+    RenditionQuery,
     SnapshotsQuery,
     answers,
     api,
@@ -162,7 +163,7 @@ def streams(app: str) -> ResponseReturnValue:
 @api.validate(resp=answers("HTTP_200"))
 def stream_state(app: str, stream: str) -> ResponseReturnValue:
     """One stream: state (live, ended, idle), origin and backup, ingest fps and bitrate,
-    viewers, start time, recording."""
+    viewers, start time, recording, the lower renditions being transcoded now."""
     names.check_app(app)
     _check_stream(stream)
     auth.require_app(app)
@@ -170,7 +171,9 @@ def stream_state(app: str, stream: str) -> ResponseReturnValue:
     entries = _live().entries(app, stream)
     if owner is None and not entries:
         raise APIError(404, "unknown_stream", "no stream of that name in this app")
-    return jsonify(_describe(app, stream, entries, _node_states(), owner))
+    with transaction() as cur:
+        renditions = livetranscode.running(cur, app, stream)
+    return jsonify({**_describe(app, stream, entries, _node_states(), owner), "renditions": renditions})
 
 
 def _snapshot_link(row: dict[str, Any]) -> str:
@@ -370,10 +373,42 @@ def decide(app: str, stream: str) -> tuple[Entry, Node]:
     return entry, nodes[entry.node_id]
 
 
-def _hls_url(app: str, stream: str, entry: Entry) -> dict[str, Any]:
+def _rendition(app: str, stream: str, entry: Entry, name: str) -> str | None:
+    """The name of the rendition ``name`` of the stream at ``entry``'s origin once it plays
+    (``livetranscode``): asked for, then waited for up to LIVE_TRANSCODE_WAIT seconds. None
+    for the stream as published; 503 ``no_capacity`` when the origin has no room for it."""
+    if not name:
+        return None
+    try:
+        rung = livetranscode.rung_of(name)
+    except ValueError:
+        raise APIError(
+            400, "unknown_rendition", f"no rendition {name!r} (known: {', '.join(ladder.RUNGS)})"
+        ) from None
+    if entry.height and rung.height >= entry.height:
+        return None  # not lower than the stream as published: that is what plays
+    deadline = time.monotonic() + current_app.config["LIVE_TRANSCODE_WAIT"]
+    with transaction() as cur:
+        row = livetranscode.want(cur, app, stream, rung, entry.node_id)
+    while True:
+        if row.get("state") == "refused":
+            code = str(row.get("code") or "no_capacity")
+            if code == "stream_offline":
+                raise APIError(404, "stream_offline", "the stream is not live")
+            raise APIError(503, "no_capacity", "the stream's origin has no room for another transcode now")
+        if row.get("state") == "running" and row.get("ready"):
+            return livetranscode.rendition_name(app, stream, rung.name)
+        if time.monotonic() >= deadline:
+            raise APIError(503, "rendition_starting", "the rendition is still starting: ask again")
+        time.sleep(0.2)
+        with transaction() as cur:
+            row = livetranscode.state(cur, app, stream, rung.name) or {}
+
+
+def _hls_url(app: str, stream: str, entry: Entry, rendition: str | None = None) -> dict[str, Any]:
     conf = current_app.config
     expires = int(time.time()) + conf["LIVE_PLAY_TTL"]
-    obj = f"/{entry.node_id}/{streamkeys.rtmp_name(app, stream)}"
+    obj = f"/{entry.node_id}/{rendition or streamkeys.rtmp_name(app, stream)}"
     prefix = conf["LIVE_HLS_PREFIX"]
     token = links.token(conf["LINK_KEY"], prefix + obj, expires)
     return {"url": f"{_edge(app, stream)}{prefix}/{token}/{expires}{obj}/index.m3u8", "expires": expires}
@@ -388,24 +423,28 @@ def play_redirect(app: str, leaf: str) -> ResponseReturnValue:
         raise APIError(404, "not_found", "a live play URL is /live/<app>/<stream>.m3u8")
     names.check_app(app)
     _check_stream(stream)
-    _check_play_token(app, stream, parse_query(PlayQuery).token)
+    query = parse_query(PlayQuery)
+    _check_play_token(app, stream, query.token)
     entry, _ = decide(app, stream)
+    rendition = _rendition(app, stream, entry, query.rendition)
     resp = Response(status=302)
-    resp.headers["Location"] = _hls_url(app, stream, entry)["url"]
+    resp.headers["Location"] = _hls_url(app, stream, entry, rendition)["url"]
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
 
 @bp.get("/api/v1/play/<app>/<stream>")
-@api.validate(resp=answers("HTTP_200"))
+@api.validate(query=RenditionQuery, resp=answers("HTTP_200"))
 def play(app: str, stream: str) -> ResponseReturnValue:
-    """The play decision for apps: the edge HLS URL and the RTMP URL of the stream, or the
-    error a viewer would get."""
+    """The play decision for apps: the edge HLS URL (of a lower rendition with
+    ``rendition=``) and the RTMP URL of the stream, or the error a viewer would get."""
     names.check_app(app)
     _check_stream(stream)
     auth.require_app(app)
     entry, node = decide(app, stream)
-    hls = _hls_url(app, stream, entry)
+    asked = parse_query(RenditionQuery).rendition
+    rendition = _rendition(app, stream, entry, asked)
+    hls = _hls_url(app, stream, entry, rendition)
     cluster = request.host_url.rstrip("/")
     play_url = _play_url(app, stream, cluster, current_app.config["LIVE_PLAY_TTL"])
     return jsonify(
@@ -418,7 +457,8 @@ def play(app: str, stream: str) -> ResponseReturnValue:
         expires=hls["expires"],
         rtmp=f"rtmp://{urlsplit(cluster).hostname}/live/{streamkeys.rtmp_name(app, stream)}"
         f"?token={quote(play_url['token'])}",
-        play=play_url["hls"],
+        play=play_url["hls"] + (f"&rendition={asked}" if asked else ""),
+        rendition=asked or None,
     )
 
 

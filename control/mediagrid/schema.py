@@ -283,6 +283,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ) ENGINE=InnoDB""",
         ],
     ),
+    (
+        16,
+        "live transcodes on demand",
+        [
+            # one lower rendition of a live stream, wanted by a viewer (a tracker writes the
+            # row), run by the origin's agent (state, lease) while viewers fetch it (viewed)
+            """CREATE TABLE IF NOT EXISTS live_transcodes (
+                app VARCHAR(64) NOT NULL,
+                stream VARCHAR(64) NOT NULL,
+                rung VARCHAR(8) NOT NULL,
+                node_id VARCHAR(64) NOT NULL,
+                cores DOUBLE NOT NULL,
+                state ENUM('wanted', 'running', 'refused') NOT NULL DEFAULT 'wanted',
+                code VARCHAR(32) NULL,
+                wanted DATETIME(3) NOT NULL,
+                ready DATETIME(3) NULL,
+                viewed DATETIME(3) NULL,
+                lease_until DATETIME(3) NULL,
+                PRIMARY KEY (app, stream, rung),
+                KEY live_transcodes_node (node_id, state)
+            ) ENGINE=InnoDB""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

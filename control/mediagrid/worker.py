@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -104,7 +103,13 @@ def transcode_cores(info: probe.Info, rung: ladder.Rung) -> float:
     if info.video is None:
         return 1.0
     width, height = info.video.display_size
-    rate = width * rung.height / max(height, 1) * rung.height * min(info.video.fps or 30, 30)
+    return encode_cores(width / max(height, 1), rung.height, info.video.fps)
+
+
+def encode_cores(aspect: float, height: int, fps: float | None) -> float:
+    """Cores for an x264 encode at ``height`` (the width from the picture's ``aspect``):
+    one per 720p30 of pixel rate, at most MAX_JOB_CORES."""
+    rate = aspect * height * height * min(fps or 30, 30)
     return float(min(MAX_JOB_CORES, max(1, math.ceil(rate / (1280 * 720 * 30)))))
 
 
@@ -369,7 +374,7 @@ def run_once(conn: Connection, node: Node) -> jobs.Job | None:
 
 def node_of(conf: Settings, stop: threading.Event | None = None) -> Node:
     """This node as the worker service runs it; ``stop`` set makes running jobs give up."""
-    budget = conf.worker_budget or max(1.0, (os.cpu_count() or 1) / 2)
+    budget = jobs.node_budget(conf.worker_budget)
     return Node(
         conf.node_id,
         conf.group,

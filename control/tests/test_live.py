@@ -284,3 +284,78 @@ def test_a_part_no_hook_handed_over_is_adopted(live: DevCluster, client: Client)
     assert not os.path.exists(part)
     (stored,) = _parts(client, "alice", "orphan")
     assert abs(_duration(client.playback_url("alice", stored["file_id"])) - 3) < 0.5
+
+
+def _height(url: str) -> int:
+    run = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=height",
+            "-of",
+            "csv=p=0",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return int(run.stdout.split()[0])  # an HLS input lists its program's streams too
+
+
+def test_a_lower_rendition_is_transcoded_while_watched(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("ladder1", "alice")
+    origin = got["publish"]["primary"]["node_id"]
+    renditions = live.root / "live" / origin / "renditions"
+    play = got["play"]["hls"]
+    with publishing(got["publish"]["primary"]["url"], size="640x360"):
+        until(lambda: (client.live_stream("ladder1")["ingest"] or {}).get("height", 0) == 360, 15)
+        # a rung that is not one, and one no lower than the stream: no transcode
+        bad = requests.get(play + "&rendition=123p", allow_redirects=False, timeout=10)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_rendition")
+        same = requests.get(play + "&rendition=480p", allow_redirects=False, timeout=10)
+        assert same.status_code == 302 and ".480p/" not in same.headers["Location"]
+        # the first viewer of 240p waits for its first segment, then plays it from the edge
+        start = time.monotonic()
+        resp = requests.get(play + "&rendition=240p", allow_redirects=False, timeout=20)
+        first = time.monotonic() - start
+        assert resp.status_code == 302, resp.text
+        edge = resp.headers["Location"]
+        assert f"/{origin}/demo.ladder1.240p/index.m3u8" in edge
+        assert _height(edge) == 240
+        assert client.live_stream("ladder1")["renditions"] == ["240p"]
+        # another viewer shares the same transcode
+        again = client.live_play("ladder1", "240p")
+        assert again["rendition"] == "240p" and "demo.ladder1.240p" in again["hls"]
+        assert [p.name for p in renditions.iterdir() if not p.name.startswith(".")] == ["demo.ladder1.240p"]
+        # watched through the edge for longer than LIVE_TRANSCODE_IDLE (6 s): kept
+        end = time.monotonic() + 9
+        while time.monotonic() < end:
+            assert requests.get(edge, timeout=10).status_code == 200
+            time.sleep(0.5)
+        assert client.live_stream("ladder1")["renditions"] == ["240p"]
+        # nobody watches: stopped, its files removed
+        took = until(lambda: client.live_stream("ladder1")["renditions"] == [], 15)
+        until(lambda: not (renditions / "demo.ladder1.240p").exists(), 10)  # ffmpeg ends first
+    assert took <= 10
+    print(f"live 240p: first play answered after {first:.2f} s; stopped {took:.1f} s after the last fetch")
+
+
+def test_a_rendition_over_the_media_budget_is_refused(live: DevCluster, client: Client) -> None:
+    """The dev agents have one core of media budget: a second live transcode on the origin
+    is refused with 503 no_capacity while the first runs, and admitted once it stopped."""
+    got = client.live_publish("ladder2", "alice")
+    with publishing(got["publish"]["primary"]["url"], size="640x480"):  # LIVE_MAX_PIXELS here
+        until(lambda: (client.live_stream("ladder2")["ingest"] or {}).get("height", 0) == 480, 15)
+        play = got["play"]["hls"]
+        assert client.live_play("ladder2", "240p")["rendition"] == "240p"
+        full = requests.get(play + "&rendition=360p", allow_redirects=False, timeout=20)
+        assert (full.status_code, full.json()["error"]["code"]) == (503, "no_capacity")
+        until(lambda: client.live_stream("ladder2")["renditions"] == [], 20)
+        room = requests.get(play + "&rendition=360p", allow_redirects=False, timeout=20)
+        assert room.status_code == 302 and ".360p/" in room.headers["Location"]

@@ -241,3 +241,39 @@ def test_a_stored_part_outlives_its_origin(lab: Lab, client: Client) -> None:
         finally:
             docker("unpause", node)
     lab.wait_states({node: "ACTIVE"}, 60)
+
+
+def test_a_lower_rendition_is_transcoded_while_watched(lab: Lab, client: Client) -> None:
+    """Flow 7: a viewer asks for 240p of a 360p stream; the origin transcodes it once (its
+    agent's ffmpeg, within the media budget), the edge serves it, and it stops when nobody
+    fetched its playlist for LIVE_TRANSCODE_IDLE (10 s on the lab)."""
+    stream = new_stream()
+    got = client.live_publish(stream, "alice")
+    origin = got["publish"]["primary"]["node_id"]
+    play = got["play"]["hls"]
+    url = lab.http + urlsplit(play).path + "?" + urlsplit(play).query + "&rendition=240p"
+    with publishing(got["publish"]["primary"]["url"], size="640x360"):
+        wait_for(lambda: (state(client, stream).get("ingest") or {}).get("height") == 360, 20)
+        start = time.monotonic()
+        resp = requests.get(url, allow_redirects=False, timeout=30)
+        first = time.monotonic() - start
+        assert resp.status_code == 302, resp.text
+        edge = resp.headers["Location"]
+        assert f"/{origin}/{lab.app}.{stream}.240p/index.m3u8" in edge
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+             "-of", "csv=p=0", edge], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert set(probe.stdout.split()) == {"426,240"}, probe.stderr
+        assert state(client, stream)["renditions"] == ["240p"]
+        # watched through the edge for longer than the idle time: kept
+        until = time.monotonic() + 14
+        while time.monotonic() < until:
+            assert requests.get(edge, timeout=10).status_code == 200
+            time.sleep(0.5)
+        assert state(client, stream)["renditions"] == ["240p"]
+        # nobody watches: stopped, its files removed at the origin
+        _, stopped = wait_for(lambda: state(client, stream)["renditions"] == [], 20)
+        folder, out = f"{lab.app}.{stream}.240p", "/var/lib/mediagrid-live/renditions"
+        wait_for(lambda: folder not in docker("exec", origin, "ls", "-A", out), 10)
+    print(f"\nlive 240p: first play after {first:.2f} s; stopped {stopped:.1f} s after the last fetch")

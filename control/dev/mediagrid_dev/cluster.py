@@ -74,6 +74,8 @@ class DevCluster:
                     "rtmp_stat_port": b + 35 + i,
                     "live_hls_dir": str(self.root / "live" / name / "hls"),
                     "live_record_dir": str(self.root / "live" / name / "rec"),
+                    "live_renditions_dir": str(self.root / "live" / name / "renditions"),
+                    "live_views_port": b + 41 + i,
                 }
                 i += 1
         self.mariadb = MariaDB(self.root, self.db_port)
@@ -191,9 +193,14 @@ class DevCluster:
                 "LIVE_HLS_URL": f"http://127.0.0.1:{node['port']}/live-hls",
                 # small, so a test's too large picture costs little to encode
                 "LIVE_MAX_PIXELS": 640 * 480,
+                # live transcodes on demand; an unwatched rendition stops after 6 s
+                "LIVE_RENDITIONS_DIR": node["live_renditions_dir"],
+                "LIVE_VIEWS_PORT": node["live_views_port"],
+                "LIVE_TRANSCODE_IDLE": 6,
             }
             s[f"shim-{name}"] = self._gunicorn(f"shim-{name}", "storage", node["shim_port"], node_conf)
-            agent_conf = self._write_conf(f"agent-{name}", node_conf)
+            # one core of media budget: a second live transcode on a node is refused
+            agent_conf = self._write_conf(f"agent-{name}", {**node_conf, "WORKER_BUDGET": 1.0})
             s[f"agent-{name}"] = Service(
                 f"agent-{name}", [self.python, "-m", "mediagrid.agent", "--config", str(agent_conf)], None
             )
@@ -229,6 +236,8 @@ class DevCluster:
                 "nginx_rtmp_stat_port": node["rtmp_stat_port"],
                 "nginx_live_hls_path": node["live_hls_dir"],
                 "nginx_live_record_path": node["live_record_dir"],
+                "nginx_live_renditions_path": node["live_renditions_dir"],
+                "nginx_live_views_port": node["live_views_port"],
                 # short parts, as on the lab, so a test sees a stream cut into several
                 "nginx_live_record_interval": "10s",
             }

@@ -9,18 +9,24 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-PUBLISH = [
-    "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
-    "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
-    "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-]  # fmt: skip
+
+def publish_args(size: str = "320x240") -> list[str]:
+    """ffmpeg's input and encoding options for a test publisher of ``size`` pictures."""
+    return [
+        "-re", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
+        "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+    ]  # fmt: skip
+
+
+PUBLISH = publish_args()
 
 
 @contextmanager
-def publishing(url: str, seconds: int = 120) -> Iterator[subprocess.Popen[bytes]]:
+def publishing(url: str, seconds: int = 120, size: str = "320x240") -> Iterator[subprocess.Popen[bytes]]:
     """ffmpeg publishing to ``url`` while the block runs (a stopped one is resumed to die)."""
     proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", str(seconds), "-f", "flv", url],
+        ["ffmpeg", "-nostdin", "-v", "error", *publish_args(size), "-t", str(seconds), "-f", "flv", url],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -18,7 +18,7 @@ def port_free(port: int) -> bool:
     return True
 
 
-def find_base_port(span: int = 40) -> int:
+def find_base_port(span: int = 50) -> int:
     """A random base port with ``span`` free ports from it (several clusters may run at once)."""
     for _ in range(200):
         base = secrets.randbelow(20000) + 20000

@@ -56,6 +56,7 @@ EXPECTED = {
         ("nginx", "0.0.0.0", 8443),
         ("nginx", "0.0.0.0", 1935),  # RTMP publishers and the edges' pulls (a live origin)
         ("nginx", "127.0.0.1", 8019),  # nginx-rtmp's statistics, for the agent
+        ("mediagrid-agent", "127.0.0.1", 8018),  # nginx's lines on live renditions' fetches (UDP)
         ("gunicorn", "127.0.0.1", 8010),
         ("glusterd", "0.0.0.0", 24007),
         ("glusterfsd", "0.0.0.0", GLUSTER_BRICK_PORTS),
@@ -71,6 +72,10 @@ def test_live_hls_of_an_origin_is_for_the_edges_only():
     probe = f"curl -s -o /dev/null -w '%{{http_code}}' {url}"
     assert node("db1").check_output(probe) == "403"
     assert node(FRONT[0]).check_output(probe) == "404"
+    # and so are the renditions its agent transcodes
+    rendition = probe.replace("/demo.none/", "/demo.none.240p/")
+    assert node("db1").check_output(rendition) == "403"
+    assert node(FRONT[0]).check_output(rendition) == "404"
 
 
 def _listening(name: str) -> list[tuple[str, str, int]]:

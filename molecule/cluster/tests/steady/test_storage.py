@@ -77,6 +77,25 @@ def test_recordings_are_nginx_s_and_the_services_group_s(host):
     assert "record all;" in host.file("/etc/nginx/mediagrid-rtmp.conf").content_string
 
 
+def test_live_renditions_are_the_agent_s_and_served_to_the_edges_only(host):
+    # the agent's ffmpeg writes the renditions it transcodes on demand; nginx's workers
+    # read them through the group; the agent hears of playlist fetches on loopback UDP
+    out = host.file("/var/lib/mediagrid-live/renditions")
+    assert (out.user, out.group, out.mode) == ("mediagrid", "www-data", 0o2750)
+    config = host.file("/etc/mediagrid/agent.toml").content_string
+    assert 'LIVE_RENDITIONS_DIR = "/var/lib/mediagrid-live/renditions"' in config
+    assert "LIVE_VIEWS_PORT = 8018" in config and "WORKER_BUDGET" in config
+    assert host.socket("udp://127.0.0.1:8018").is_listening
+    assert not host.socket("udp://0.0.0.0:8018").is_listening
+    site = host.file("/etc/nginx/sites-enabled/mediagrid-storage.conf").content_string
+    assert "syslog:server=127.0.0.1:8018,tag=mgviews" in site
+    # a rendition that does not run is not found; nothing outside the folder is reachable
+    missing = host.run(
+        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/live-hls/demo.none.240p/index.m3u8"
+    )
+    assert missing.stdout == "404"
+
+
 def test_the_record_hook_answers_nginx_rtmp_only(host):
     # the shim's hook refuses what it is not nginx-rtmp's to send: a path outside the
     # recordings is ignored, and the storage server block does not proxy /rtmp/ at all

@@ -1,0 +1,353 @@
+"""Live transcoding on demand (issue 13, flow 7): a lower rendition of a live stream, made
+while somebody watches it.
+
+- A viewer asks for a rung (``/live/<app>/<stream>.m3u8?token=...&rendition=480p``). The
+  tracker writes a ``live_transcodes`` row for the stream's origin (:func:`want`) and waits
+  until the origin's agent has admitted it and the rendition's first segment is out; then
+  it sends the viewer to the edge as for the source, under ``<app>.<stream>.<rung>``.
+- The origin's agent (:class:`LiveTranscoder`, every second) admits a wanted rendition
+  within the node's media budget, the one VOD jobs are claimed against (``jobs``): live
+  first, since a live transcode counts only the node's other live transcodes, while a VOD
+  job waits until live transcodes and running jobs leave it room. Over the budget, the row
+  is refused (``no_capacity``). An admitted rendition is one ffmpeg that plays the stream
+  from nginx-rtmp on loopback and writes HLS (1 s segments, a 4 s playlist) into
+  LIVE_RENDITIONS_DIR, which the node's nginx serves to the edges with the source's HLS.
+- Watching is seen where it costs nothing: the origin's nginx logs each fetch of a
+  rendition's playlist (at most one per edge per playlist lifetime, behind the edges'
+  caches) as a syslog line to the agent on loopback (UDP, LIVE_VIEWS_PORT). A rendition
+  nobody fetched for LIVE_TRANSCODE_IDLE seconds (30) is stopped, its row and files
+  removed; so is one whose source stream ended (ffmpeg sees the end of its input).
+
+Python decides and records; nginx-rtmp and ffmpeg carry the media.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pymysql
+
+from . import jobs, ladder, livesessions, streamkeys
+from .config import Settings
+from .db import LazyDB
+from .worker import encode_cores
+
+log = logging.getLogger("mediagrid.livetranscode")
+
+LEASE = 10.0  # seconds a running transcode's row outlives its agent's last renewal
+SEGMENT = 1  # seconds, as nginx-rtmp cuts the source
+PLAYLIST = 4  # segments a rendition's playlist lists
+STOP_WAIT = 5.0  # seconds ffmpeg has to finish after SIGTERM before it is killed
+VIEW_TAG = "mgviews"  # the syslog tag the origin's nginx gives the lines (rtmp.conf.j2)
+
+
+def rendition_name(app: str, stream: str, rung: str) -> str:
+    """The rendition's name at the origin and on the edges: its stream's, then the rung."""
+    return f"{app}.{stream}.{rung}"
+
+
+def rung_of(name: str) -> ladder.Rung:
+    """A rung a viewer may ask for (``480p``), or ValueError."""
+    rung = ladder.RUNGS.get(name)
+    if rung is None:
+        raise ValueError(name)
+    return rung
+
+
+def cores(rung: ladder.Rung) -> float:
+    """What a live encode of ``rung`` holds of the node's budget (16:9 at 30 fps)."""
+    return encode_cores(16 / 9, rung.height, 30)
+
+
+# -- the tracker's side ------------------------------------------------------------------
+
+
+def want(cur: Any, app: str, stream: str, rung: ladder.Rung, node_id: str) -> dict[str, Any]:
+    """Ask ``node_id`` (the stream's origin) for the rendition, or count a play of one that
+    runs; the row as it is now."""
+    cur.execute(
+        "SELECT node_id, state, ready, lease_until > NOW(3) AS leased FROM live_transcodes"
+        " WHERE app = %s AND stream = %s AND rung = %s FOR UPDATE",
+        (app, stream, rung.name),
+    )
+    row = cur.fetchone()
+    fresh = (
+        row is None
+        or row["node_id"] != node_id  # the stream moved to another origin
+        or row["state"] == "refused"  # admission is tried again for every new viewer
+        or (row["state"] == "running" and not row["leased"])  # its agent stopped
+    )
+    if fresh:
+        cur.execute(
+            "REPLACE INTO live_transcodes (app, stream, rung, node_id, cores, state, wanted, viewed)"
+            " VALUES (%s, %s, %s, %s, %s, 'wanted', NOW(3), NOW(3))",
+            (app, stream, rung.name, node_id, cores(rung)),
+        )
+    else:
+        cur.execute(
+            "UPDATE live_transcodes SET viewed = NOW(3) WHERE app = %s AND stream = %s AND rung = %s",
+            (app, stream, rung.name),
+        )
+    return state(cur, app, stream, rung.name) or {}
+
+
+def state(cur: Any, app: str, stream: str, rung: str) -> dict[str, Any] | None:
+    cur.execute(
+        "SELECT node_id, state, code, ready IS NOT NULL AS ready FROM live_transcodes"
+        " WHERE app = %s AND stream = %s AND rung = %s",
+        (app, stream, rung),
+    )
+    row = cur.fetchone()
+    return dict(row) if row else None
+
+
+def running(cur: Any, app: str, stream: str) -> list[str]:
+    """The stream's renditions that play now (for the registry's answers)."""
+    cur.execute(
+        "SELECT rung FROM live_transcodes WHERE app = %s AND stream = %s AND state = 'running'"
+        " AND ready IS NOT NULL AND lease_until > NOW(3) ORDER BY rung",
+        (app, stream),
+    )
+    return [str(r["rung"]) for r in cur.fetchall()]
+
+
+# -- the origin's side ---------------------------------------------------------------------
+
+
+class Views:
+    """The origin nginx's syslog lines for rendition playlist fetches, received on loopback
+    UDP: the last time each rendition was fetched (monotonic seconds)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(1.0)
+
+    def note(self, datagram: bytes) -> str | None:
+        """Record one line (``<pri>... mgviews: <name>``); the rendition it names, or None."""
+        text = datagram.decode("ascii", "replace")
+        _, tag, rest = text.partition(f"{VIEW_TAG}: ")
+        name = rest.strip()
+        if not tag or not name or "/" in name or len(name) > 200:
+            return None
+        with self._lock:
+            self._seen[name] = time.monotonic()
+        return name
+
+    def serve(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.note(self.sock.recv(2048))
+            except TimeoutError:
+                continue
+            except OSError as err:
+                log.warning("views socket: %s", err)
+                stop.wait(1.0)
+
+    def last(self, name: str) -> float | None:
+        with self._lock:
+            return self._seen.get(name)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._seen.pop(name, None)
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    started: float  # monotonic
+    log_path: Path
+
+
+class LiveTranscoder:
+    """The agent's live transcodes: :meth:`round` every second, in a thread of its own."""
+
+    def __init__(self, conf: Settings, views: Views | None) -> None:
+        self.conf = conf
+        self.views = views
+        self.out = Path(conf.live_renditions_dir)
+        self.budget = jobs.node_budget(conf.worker_budget)
+        self.source = f"rtmp://127.0.0.1:{urlsplit(conf.rtmp_url).port or 1935}/live/"
+        self.procs: dict[str, Running] = {}
+        self._db = LazyDB(conf)
+
+    def _argv(self, app: str, stream: str, rung: ladder.Rung, folder: Path, cpu: float) -> list[str]:
+        session = int(time.time() * 1000)  # segment names never repeat across runs (edge caches)
+        return [
+            "ffmpeg",
+            "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-rw_timeout", "10000000",
+            "-i", self.source + streamkeys.rtmp_name(app, stream),
+            "-map", "0:v:0", "-map", "0:a:0?",
+            "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+            "-threads", str(int(cpu)),
+            "-vf", f"scale=-2:{rung.height}",
+            "-b:v", f"{rung.video_kbps}k", "-maxrate", f"{rung.maxrate_kbps}k",
+            "-bufsize", f"{rung.bufsize_kbps}k",
+            "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT})", "-sc_threshold", "0",
+            "-c:a", "aac", "-b:a", f"{rung.audio_kbps}k", "-ac", "2",
+            "-f", "hls", "-hls_time", str(SEGMENT), "-hls_list_size", str(PLAYLIST),
+            "-hls_flags", "delete_segments+temp_file+omit_endlist",
+            "-hls_segment_filename", str(folder / f"{session}-%d.ts"),
+            str(folder / "index.m3u8"),
+        ]  # fmt: skip
+
+    def _start(self, app: str, stream: str, rung: ladder.Rung, cpu: float) -> None:
+        name = rendition_name(app, stream, rung.name)
+        folder = self.out / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        log_path = self.out / f".{name}.log"
+        with open(log_path, "wb") as err:
+            proc = subprocess.Popen(
+                self._argv(app, stream, rung, folder, cpu),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.procs[name] = Running(proc, time.monotonic(), log_path)
+        log.info("live transcode %s started (pid %d)", name, proc.pid)
+
+    def _stop(self, name: str, why: str) -> None:
+        run = self.procs.pop(name, None)
+        if run is not None and run.proc.poll() is None:
+            run.proc.send_signal(signal.SIGTERM)
+            try:
+                run.proc.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+                run.proc.wait()
+        if run is not None:
+            run.log_path.unlink(missing_ok=True)
+        shutil.rmtree(self.out / name, ignore_errors=True)
+        if self.views is not None:
+            self.views.forget(name)
+        log.info("live transcode %s stopped: %s", name, why)
+
+    def _exited(self, name: str) -> str | None:
+        """Why a transcode's ffmpeg is no longer running (None while it is)."""
+        run = self.procs.get(name)
+        if run is None:
+            return "not running here"
+        code = run.proc.poll()
+        if code is None:
+            return None
+        lines = run.log_path.read_text(errors="replace").strip().splitlines() if run.log_path.exists() else []
+        return f"ffmpeg exited {code}" + (f": {lines[-1][-200:]}" if lines else " (its source ended)")
+
+    def _idle(self, name: str, row: dict[str, Any]) -> bool:
+        run = self.procs.get(name)
+        seen = [t for t in (self.views.last(name) if self.views else None, run.started if run else None) if t]
+        # a play through the tracker counts as a view too (its row's ``viewed``)
+        recent = max(seen, default=0.0)
+        since_play = float(row["since_viewed"]) if row["since_viewed"] is not None else 1e9
+        return min(time.monotonic() - recent, since_play) > self.conf.live_transcode_idle
+
+    def round(self) -> None:
+        conf = self.conf
+        try:
+            db = self._db.get()
+            with db.cursor() as cur:
+                cur.execute(
+                    "SELECT app, stream, rung, cores, state, ready IS NOT NULL AS ready,"
+                    " TIMESTAMPDIFF(MICROSECOND, viewed, NOW(3)) / 1e6 AS since_viewed"
+                    " FROM live_transcodes WHERE node_id = %s AND state IN ('wanted', 'running')"
+                    " ORDER BY wanted FOR UPDATE",
+                    (conf.node_id,),
+                )
+                rows = list(cur.fetchall())
+                live = {
+                    s.name for s in livesessions.load(Path(conf.live_sessions_dir)) if s.role == "primary"
+                }
+                used = sum(float(r["cores"]) for r in rows if r["state"] == "running")
+                keep: set[str] = set()
+                ending: dict[str, str] = {}  # stopped once the rows are gone (no lock held meanwhile)
+                for row in rows:
+                    app, stream, rung_name = str(row["app"]), str(row["stream"]), str(row["rung"])
+                    name = rendition_name(app, stream, rung_name)
+                    key = (app, stream, rung_name)
+                    if row["state"] == "wanted":
+                        cpu = float(row["cores"])
+                        if streamkeys.rtmp_name(app, stream) not in live:
+                            self._refuse(cur, key, "stream_offline")
+                        elif used + cpu > self.budget:
+                            self._refuse(cur, key, "no_capacity")
+                            log.warning("transcode %s refused: %.1f of %.1f cores", name, used, self.budget)
+                        else:
+                            self._start(app, stream, rung_of(rung_name), cpu)
+                            used += cpu
+                            cur.execute(
+                                "UPDATE live_transcodes SET state = 'running', ready = NULL,"
+                                " lease_until = NOW(3) + INTERVAL %s SECOND"
+                                " WHERE app = %s AND stream = %s AND rung = %s",
+                                (LEASE, *key),
+                            )
+                            keep.add(name)
+                        continue
+                    gone = self._exited(name)
+                    if gone is not None or self._idle(name, row):
+                        ending[name] = gone or f"nobody watched for {conf.live_transcode_idle} s"
+                        cur.execute(
+                            "DELETE FROM live_transcodes WHERE app = %s AND stream = %s AND rung = %s", key
+                        )
+                        continue
+                    keep.add(name)
+                    ready = bool(row["ready"]) or (self.out / name / "index.m3u8").exists()
+                    cur.execute(
+                        "UPDATE live_transcodes SET lease_until = NOW(3) + INTERVAL %s SECOND,"
+                        " ready = IF(%s, COALESCE(ready, NOW(3)), NULL)"
+                        " WHERE app = %s AND stream = %s AND rung = %s",
+                        (LEASE, ready, *key),
+                    )
+            db.commit()
+        except pymysql.MySQLError as err:
+            log.warning("cannot run the live transcodes' round now: %s", err)
+            self._db.drop()
+            return
+        for name in set(self.procs) - keep:  # rows ended here, or another tracker moved
+            self._stop(name, ending.get(name, "no longer wanted here"))
+
+    def _refuse(self, cur: Any, key: tuple[str, str, str], code: str) -> None:
+        cur.execute(
+            "UPDATE live_transcodes SET state = 'refused', code = %s"
+            " WHERE app = %s AND stream = %s AND rung = %s",
+            (code, *key),
+        )
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self._stop(name, "the agent stops")
+
+
+def start(conf: Settings, stop: threading.Event) -> LiveTranscoder | None:
+    """The agent's live transcodes and their views listener, when this node is an origin
+    with LIVE_RENDITIONS_DIR; None otherwise."""
+    if not (conf.live_renditions_dir and conf.live_sessions_dir and conf.rtmp_url):
+        return None
+    os.makedirs(conf.live_renditions_dir, exist_ok=True)
+    views: Views | None = None
+    if conf.live_views_port:
+        try:
+            views = Views(conf.live_views_port)
+        except OSError as err:
+            # without the fetches, a watched rendition would be stopped as unwatched
+            log.error("no live transcodes: no UDP 127.0.0.1:%d: %s", conf.live_views_port, err)
+            return None
+        threading.Thread(target=views.serve, args=(stop,), daemon=True, name="live-views").start()
+    return LiveTranscoder(conf, views)
