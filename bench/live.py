@@ -12,6 +12,15 @@ l2. glass-to-glass latency on the same page: the origin names each segment by th
     out the encoder's own delay (x264 zerolatency on loopback: tens of ms). The
     containers share this machine's clock. Goal 4 s.
 
+l3. edge fan-out: 200 viewers (threads of this process, each on its own connection) play
+    the stream's HLS from its edge for 20 s as players do: the playlist once a second and
+    every segment it lists that they have not fetched. The origin's access log then gives
+    the edge's fetches per segment (goal: at most one).
+l4. the edge's segment throughput: wrk with 200 connections on one cached segment through
+    the edge (token checked, cache HIT) against a second, plain nginx in the same container
+    serving the same bytes from local disk (bench/lab.py's baseline); interleaved runs,
+    medians (goal: at least 0.9x).
+
 ffmpeg publishes a 640x360 25 fps test pattern (1 s GOP) to the primary origin the tracker
 picks. Run it under the lab lock: `flock /tmp/mediagrid-lab.lock .venv/bin/python bench/live.py`.
 """
@@ -23,17 +32,23 @@ import math
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import tomllib
 import uuid
+from collections import Counter
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import requests
+from common import wrk
 from vod import page_first_frames
 
-from lab import VIP, admin_client
+from lab import BASE_PORT, SCRATCH, VIP, Node, admin_client, baseline_nginx, interleaved
+from mediagrid.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,9 +96,113 @@ def latencies(player: str, samples: int = 15) -> list[float]:
     return got
 
 
+class Viewers:
+    """``count`` HLS players of ``playlist`` (an edge URL), each in a thread with its own
+    connection, until stopped: the playlist every second, each new segment once."""
+
+    def __init__(self, playlist: str, count: int) -> None:
+        self.playlist = playlist
+        self.base = playlist.rsplit("/", 1)[0] + "/"
+        self.stop = threading.Event()
+        self.segments = 0
+        self.errors: list[str] = []
+        self.fetched: set[str] = set()
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._play, args=(i,), daemon=True) for i in range(count)]
+
+    def _play(self, i: int) -> None:
+        session = requests.Session()
+        seen: set[str] = set()
+        self.stop.wait(i * 2.0 / len(self.threads))  # joins spread over 2 s
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                listed = session.get(self.playlist, timeout=10)
+                listed.raise_for_status()
+                for name in [ln for ln in listed.text.splitlines() if ln.endswith(".ts")]:
+                    if name in seen:
+                        continue
+                    seg = session.get(self.base + name, timeout=10)
+                    seg.raise_for_status()
+                    seen.add(name)
+                    with self._lock:
+                        self.segments += 1
+                        self.fetched.add(name)
+            except requests.RequestException as err:
+                with self._lock:
+                    self.errors.append(repr(err))
+            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - began)))
+
+    def run(self, seconds: float) -> None:
+        for t in self.threads:
+            t.start()
+        time.sleep(seconds)
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def origin_fetches(origin: str, name: str, edge_host: str) -> Counter[str]:
+    """The edge's requests for each segment of ``name`` in the origin's access log."""
+    lines = Node(origin).sh(f"grep -F ' /live-hls/{name}/' /var/log/nginx/access.log || true")
+    got: Counter[str] = Counter()
+    for line in lines.splitlines():
+        if line.startswith(edge_host + " ") and ".ts " in line:
+            got[line.split(f"/live-hls/{name}/", 1)[1].split(" ", 1)[0]] += 1
+    return got
+
+
+def front_node(host: str) -> str:
+    """The front container that answers at ``host``."""
+    for name in ("tracker1", "tracker2"):
+        if host in Node(name).sh("hostname -I").split():
+            return name
+    raise SystemExit(f"no front node has the address {host}")
+
+
+def fan_out(client: Client, stream: str, play: str, viewers: int, seconds: float, duration: int) -> None:
+    """l3 and l4 (above): ``play`` is the viewers' play URL."""
+    parts = urlsplit(play)
+    resp = requests.get(f"http://{VIP}{parts.path}?{parts.query}", allow_redirects=False, timeout=10)
+    resp.raise_for_status()
+    edge = resp.headers["Location"]
+    edge_host = urlsplit(edge).hostname or ""
+    origin = client.live_stream(stream)["origin"]
+    name = edge.rsplit("/", 2)[1]
+    crowd = Viewers(edge, viewers)
+    crowd.run(seconds)
+    fetches = origin_fetches(origin, name, edge_host)
+    most = max((fetches[seg] for seg in crowd.fetched), default=0)
+    print(f"l3. edge fan-out, {viewers} viewers for {seconds:.0f} s: {crowd.segments} segments served"
+          f" ({len(crowd.fetched)} distinct), {len(crowd.errors)} errors; the origin saw at most {most}"
+          f" fetch(es) of a segment from the edge ({sum(fetches[s] for s in crowd.fetched)} in all)"
+          f" (goal 1: {'met' if most <= 1 and not crowd.errors else 'missed'})")  # fmt: skip
+    segment = edge.rsplit("/", 1)[0] + "/" + sorted(crowd.fetched)[-1]
+    body = requests.get(segment, timeout=10).content
+    node = Node(front_node(edge_host))
+    with baseline_nginx(node), tempfile.NamedTemporaryFile(suffix=".ts") as tmp:
+        tmp.write(body)
+        tmp.flush()
+        subprocess.run(["docker", "cp", tmp.name, f"{node.name}:{SCRATCH}/www/seg.ts"], check=True)
+        node.sh(f"chmod 644 {SCRATCH}/www/seg.ts")
+        static = f"http://{edge_host}:{BASE_PORT}/seg.ts"
+        wrk(segment, viewers, 2)
+        wrk(static, viewers, 2)
+        through, plain = interleaved(
+            3, lambda: wrk(segment, viewers, duration)["rps"], lambda: wrk(static, viewers, duration)["rps"]
+        )
+        node.sh(f"rm -f {SCRATCH}/www/seg.ts")
+    ratio = through / plain
+    print(f"l4. a cached {len(body) // 1024} KiB segment, wrk -c{viewers} {duration} s x3:"
+          f" edge {through:.0f}/s, static nginx in the same container {plain:.0f}/s: {ratio:.2f}x"
+          f" (goal 0.9x: {'met' if ratio >= 0.9 else 'missed'})")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--joins", type=int, default=20)
+    parser.add_argument("--viewers", type=int, default=200, help="l3 and l4: viewers, wrk connections")
+    parser.add_argument("--only", choices=["player", "fanout"], help="only l1-l2, or only l3-l4")
     parser.add_argument("--config", default=str(ROOT / "build" / "lab" / "client.toml"))
     args = parser.parse_args()
     client = admin_client(tomllib.loads(Path(args.config).read_text()))
@@ -111,6 +230,10 @@ def main() -> int:
                 raise SystemExit("the stream never went live")
             time.sleep(0.2)
         time.sleep(4)  # a full playlist (4 segments) on the origin
+        if args.only != "player":
+            fan_out(client, stream, got["play"]["hls"], args.viewers, 20.0, 10)
+            if args.only == "fanout":
+                return 0
         player = f"https://{VIP}/player/#src={quote(got['play']['hls'], safe='')}"
         times = page_first_frames(player, args.joins, jitter=1.0)  # a random moment in a segment
         lat = latencies(player)
