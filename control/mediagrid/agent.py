@@ -23,6 +23,7 @@ from . import (
     daemon,
     inflight,
     liverecord,
+    liverelay,
     livesessions,
     livesnaps,
     livestore,
@@ -209,7 +210,7 @@ class LiveOrigin:
         self.http = requests.Session()
         self._db = LazyDB(conf)
 
-    def _moderation(self, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
+    def moderation(self, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
         try:
             db = self._db.get()
             with db.cursor() as cur:
@@ -234,10 +235,8 @@ class LiveOrigin:
             self._db.drop()
 
     def _drop(self, session: livesessions.Session, why: str) -> None:
-        url = self.conf.rtmp_stat_url.rsplit("/", 1)[0] + "/control/drop/publisher"
-        params = {"app": "live", "name": session.name, "clientid": session.client}
         try:
-            self.http.get(url, params=params, timeout=1).raise_for_status()
+            livesessions.drop_publisher(self.http, self.conf.rtmp_stat_url, session)
             log.warning("dropped the publisher of %s (%s): %s", session.name, session.role, why)
         except requests.RequestException as err:
             log.warning("cannot drop the publisher of %s: %s", session.name, err)
@@ -256,7 +255,7 @@ class LiveOrigin:
             log.warning("cannot read nginx-rtmp statistics at %s: %s", conf.rtmp_stat_url, err)
             return None
         live = livesessions.live(Path(conf.live_sessions_dir), stats)
-        verdicts = self._moderation([s.kid for s, _ in live]) if live else {}
+        verdicts = self.moderation([s.kid for s, _ in live]) if live else {}
         out = []
         for s, st in live:
             banned, kicked = verdicts.get(s.kid, (False, None))
@@ -366,6 +365,8 @@ def run(conf: Settings, stop: threading.Event) -> None:
         tasks.append(("live-record", liverecord.LiveRecorder(conf).round))
     if conf.live_hls_url and conf.live_sessions_dir:
         tasks.append(("live-snap", livesnaps.LiveSnapshots(conf).round))
+    # dual hot streams: a primary that ended here is fed from its backup, at once
+    liverelay.start(conf, stop, LiveOrigin(conf).moderation)
     transcoder = livetranscode.start(conf, stop)
     if transcoder is not None:
         tasks.append(("live-transcode", transcoder.round))

@@ -162,6 +162,21 @@ class LiveEvent(Body):
     session: LiveSession
 
 
+class RelayAsk(Body):
+    """An origin whose primary publisher ended asks where the stream's backup is live."""
+
+    model_config = ConfigDict(strict=True)
+    invalid_code: ClassVar[str] = "invalid_report"
+
+    node_id: str
+    app: str = Field(max_length=64)
+    stream: str = Field(max_length=64)
+
+
+class RelaySource(BaseModel):
+    source: str = Field(description="the backup's RTMP URL, for the origin's relay to play")
+
+
 class PublishQuery(BaseModel):
     user: UserName
     record: str = Field("0", json_schema_extra={"enum": ["0", "1"]})

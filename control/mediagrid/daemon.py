@@ -1,12 +1,13 @@
 """What the long-running services without HTTP (``mediagrid-agent``, ``mediagrid-worker``)
 share: their command line, their checked settings, their logging, and a stop event that
-SIGTERM (systemd's stop) and SIGINT set."""
+SIGTERM (systemd's stop) and SIGINT set; and how they end a child (an ffmpeg they run)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 
@@ -36,3 +37,15 @@ def main(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     run(conf, stop)
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """End a child: SIGTERM, then SIGKILL after ``grace`` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

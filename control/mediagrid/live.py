@@ -33,6 +33,8 @@ from .contract import (
     LiveEvent,
     PlayQuery,
     PublishQuery,
+    RelayAsk,
+    RelaySource,
     RenditionQuery,
     SnapshotsQuery,
     answers,
@@ -95,6 +97,26 @@ def pushed() -> ResponseReturnValue:
     else:
         _live().end(node, event.session, event.at)
     return jsonify(status="ok")
+
+
+@bp.post("/api/v1/cluster/live/relay")
+@api.validate(json=RelayAsk, resp=answers(HTTP_200=RelaySource), security={"clusterNode": []})
+def relay_source() -> ResponseReturnValue:
+    """Dual hot streams (``liverelay``): an origin whose primary publisher ended asks where
+    the stream's backup is live, to feed the stream from there (node-signed); 404
+    ``no_backup`` when no other origin carries it."""
+    node = auth.authenticate_node()
+    ask = parse_json(RelayAsk)
+    if ask.node_id != node:
+        raise APIError(403, "forbidden", "a node may only ask for itself")
+    nodes = _node_states()
+    for entry in _live().entries(ask.app, ask.stream):
+        origin = nodes.get(entry.node_id)
+        elsewhere = entry.node_id != node and origin is not None and bool(origin.rtmp_url)
+        if entry.role == "backup" and elsewhere and origin and _is_live(entry, nodes):
+            name = streamkeys.rtmp_name(ask.app, ask.stream)
+            return jsonify(source=f"{origin.rtmp_url.rstrip('/')}/live/{name}")
+    raise APIError(404, "no_backup", "no other origin carries the stream's backup")
 
 
 def beat(node_id: str, sessions: list[Any] | None) -> None:

@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 import pymysql
+import requests
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import liverecord, livesessions, livestore, nodeclient, streamkeys
+from . import liverecord, liverelay, livesessions, livestore, nodeclient, streamkeys
 from .contract import LiveEvent, LiveSession, answers, api
 from .errors import APIError
 from .web import settings
@@ -84,9 +85,41 @@ def _check(app: str, stream: str, raw: str | None, client: str, root: Path) -> s
     if issued["banned"] is not None:
         raise APIError(403, "key_banned", "an operator banned this key")
     holder = livesessions.holder(root, app, stream, key.role)
-    if holder is not None and holder.client != client:
+    if holder is not None and holder.client != client and not holder.relay:
         raise APIError(409, "already_live", "the stream's publisher of this role is live already")
     return key
+
+
+def _relay(app: str, stream: str, nonce: str, client: str, root: Path) -> livesessions.Session:
+    """The session of the agent's relay (``liverelay``) publishing for a primary that ended,
+    or the refusal."""
+    request = liverelay.admits(root, streamkeys.rtmp_name(app, stream), nonce)
+    if request is None:
+        raise APIError(403, "bad_relay", "not a relay this origin started")
+    issued = livestore.key(request.kid)
+    if issued is None or issued["banned"] is not None:
+        raise APIError(403, "key_banned", "an operator banned this key")
+    holder = livesessions.holder(root, app, stream, "primary")
+    if holder is not None and holder.client != client:
+        raise APIError(409, "already_live", "the stream's primary is live again")
+    # a session of its own (its start now): a heartbeat collected before it must not end it
+    return livesessions.Session(app, stream, "primary", request.kid, client, time.time(), relay=True)
+
+
+def _take_back(root: Path, app: str, stream: str, client: str) -> None:
+    """A primary publishes again: its stream's relay, if one feeds it, is cancelled and its
+    publisher dropped, and the primary gets the stream (at its first keyframe, nginx-rtmp's
+    HLS opening a fragment there)."""
+    holder = livesessions.holder(root, app, stream, "primary")
+    if holder is None or not holder.relay or holder.client == client:
+        return
+    liverelay.cancel(root, holder.name)
+    livesessions.drop(root, holder.client)  # its on_publish_done then finds no session
+    try:
+        livesessions.drop_publisher(requests.Session(), settings().rtmp_stat_url, holder)
+    except requests.RequestException as err:
+        current_app.logger.warning("cannot drop the relay of %s: %s", holder.name, err)
+    current_app.logger.info("%s: the primary takes the stream back from its relay", holder.name)
 
 
 @bp.post("/rtmp/publish")
@@ -103,7 +136,12 @@ def on_publish() -> ResponseReturnValue:
     try:
         if parsed is None or not livesessions.valid_client(client):
             raise APIError(400, "invalid_stream", "not a stream name of this cluster (<app>.<stream>)")
-        key = _check(app, stream, form.get("k"), client, root)
+        nonce = form.get("relay")
+        if nonce is not None:
+            session = _relay(app, stream, nonce, client, root)
+        else:
+            key = _check(app, stream, form.get("k"), client, root)
+            session = livesessions.Session(app, stream, key.role, key.kid, client, time.time())
     except APIError as refusal:
         current_app.logger.warning(
             "refused publish of %r from %s: %s", name[:140], form.get("addr", "?"), refusal.code
@@ -113,11 +151,13 @@ def on_publish() -> ResponseReturnValue:
         except pymysql.MySQLError as err:
             current_app.logger.error("cannot log a refused publish: %s", err)
         raise
-    session = livesessions.Session(app, stream, key.role, key.kid, client, time.time())
+    if session.role == "primary" and not session.relay:
+        _take_back(root, app, stream, client)
     livesessions.save(root, session)
-    livestore.log(app, stream, conf.node_id, "publish", kid=key.kid, role=key.role, client=client)
+    event = "relay" if session.relay else "publish"
+    livestore.log(app, stream, conf.node_id, event, kid=session.kid, role=session.role, client=client)
     _push("start", session)
-    current_app.logger.info("publish %s as %s (client %s)", session.name, key.role, client)
+    current_app.logger.info("%s %s as %s (client %s)", event, session.name, session.role, client)
     return jsonify(status="ok")
 
 
@@ -131,6 +171,8 @@ def on_publish_done() -> ResponseReturnValue:
     root = _sessions_dir()
     session = livesessions.drop(root, request.form.get("clientid", ""))
     if session is not None:
+        if session.role == "primary" and not session.relay:
+            liverelay.ask(root, session)  # dual hot: fed from the backup while it is away
         _push("end", session)
         try:
             livestore.log(

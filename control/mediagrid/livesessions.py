@@ -19,6 +19,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import requests
+
 # nginx-rtmp's client ids are decimal counters
 _CLIENT_RE = re.compile(r"[0-9]{1,20}")
 
@@ -31,6 +33,7 @@ class Session:
     kid: str
     client: str
     started: float
+    relay: bool = False  # fed from the backup origin (``liverelay``), not by an encoder
 
     @property
     def name(self) -> str:
@@ -77,6 +80,18 @@ def drop(root: Path, client: str) -> Session | None:
     session = _read(path)
     path.unlink(missing_ok=True)
     return session
+
+
+def control_url(stat_url: str, action: str) -> str:
+    """nginx-rtmp's control interface, next to its statistics (``/control/<action>``)."""
+    return stat_url.rsplit("/", 1)[0] + "/control/" + action
+
+
+def drop_publisher(http: requests.Session, stat_url: str, session: Session) -> None:
+    """Disconnect ``session``'s publisher through nginx-rtmp's control interface (loopback);
+    nginx-rtmp then calls ``on_publish_done``. Raises requests.RequestException."""
+    params = {"app": "live", "name": session.name, "clientid": session.client}
+    http.get(control_url(stat_url, "drop/publisher"), params=params, timeout=1).raise_for_status()
 
 
 def _read(path: Path) -> Session | None:

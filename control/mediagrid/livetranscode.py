@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -38,7 +37,7 @@ from urllib.parse import urlsplit
 
 import pymysql
 
-from . import jobs, ladder, livesessions, streamkeys
+from . import daemon, jobs, ladder, livesessions, streamkeys
 from .config import Settings
 from .db import LazyDB
 from .worker import encode_cores
@@ -226,14 +225,8 @@ class LiveTranscoder:
 
     def _stop(self, name: str, why: str) -> None:
         run = self.procs.pop(name, None)
-        if run is not None and run.proc.poll() is None:
-            run.proc.send_signal(signal.SIGTERM)
-            try:
-                run.proc.wait(STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                run.proc.kill()
-                run.proc.wait()
         if run is not None:
+            daemon.terminate(run.proc, STOP_WAIT)
             run.log_path.unlink(missing_ok=True)
         shutil.rmtree(self.out / name, ignore_errors=True)
         if self.views is not None:

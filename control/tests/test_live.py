@@ -359,3 +359,61 @@ def test_a_rendition_over_the_media_budget_is_refused(live: DevCluster, client: 
         until(lambda: client.live_stream("ladder2")["renditions"] == [], 20)
         room = requests.get(play + "&rendition=360p", allow_redirects=False, timeout=20)
         assert room.status_code == 302 and ".360p/" in room.headers["Location"]
+
+
+def _first_frame_is_key(url: str) -> bool:
+    run = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags",
+         "-of", "csv=p=0", url],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return run.stdout.split()[0].startswith("K")
+
+
+def _last_break(playlist: str) -> tuple[int, list[str]]:
+    """The media sequence number of the first segment after the playlist's last
+    discontinuity, and the segments from there on; (-1, []) unless segments of the session
+    before it are listed too (a stream's first segment comes after one)."""
+    lines = playlist.splitlines()
+    segments = [i for i, ln in enumerate(lines) if ln.endswith(".ts")]
+    breaks = [i for i, ln in enumerate(lines) if ln == "#EXT-X-DISCONTINUITY"]
+    if not breaks or not segments or segments[0] > breaks[-1]:
+        return -1, []
+    after = [i for i in segments if i > breaks[-1]]
+    first = int(playlist.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+    return first + len(segments) - len(after), [lines[i] for i in after]
+
+
+def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster, client: Client) -> None:
+    got = client.live_publish("hot1", "alice")
+    primary, backup = got["publish"]["primary"], got["publish"]["backup"]
+    with publishing(backup["url"]), publishing(primary["url"]) as first:
+        until(lambda: client.live_stream("hot1")["backup"] == backup["node_id"], 10)
+        edge = requests.get(got["play"]["hls"], allow_redirects=False, timeout=10).headers["Location"]
+        base = edge.rsplit("/", 1)[0] + "/"
+        until(lambda: requests.get(edge, timeout=10).text.count("#EXTINF") >= 2, 10)
+        before = requests.get(edge, timeout=10).text
+        # the primary encoder dies: its origin plays the backup from the backup's origin
+        # and goes on publishing the stream under its name, after a discontinuity
+        first.kill()
+        took = until(lambda: _last_break(requests.get(edge, timeout=10).text)[1], 6)
+        print(f"\nfirst relayed segment listed {took:.2f} s after the kill")
+        after = requests.get(edge, timeout=10).text
+        sequence = int(after.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+        assert sequence >= int(before.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+        shown = client.live_stream("hot1")
+        assert (shown["state"], shown["origin"]) == ("live", primary["node_id"])
+        assert "relay" in [e["event"] for e in client.live_events("hot1")]
+        relayed_at, relayed = _last_break(after)
+        assert requests.get(base + relayed[0], timeout=10).status_code == 200
+        # the primary encoder is back: it takes the stream back, at its first keyframe,
+        # and the relay ends
+        with publishing(primary["url"]):
+            until(lambda: client.live_events("hot1")[0]["event"] == "publish", 10)
+            until(lambda: _last_break(requests.get(edge, timeout=10).text)[0] > relayed_at, 10)
+            back = _last_break(requests.get(edge, timeout=10).text)[1]
+            assert _first_frame_is_key(base + back[0])
+            events = client.live_events("hot1")
+            assert "already_live" not in {e["code"] for e in events}
+            until(lambda: subprocess.run(["pgrep", "-f", "relay="], check=False).returncode == 1, 10)
+            assert client.live_stream("hot1")["origin"] == primary["node_id"]
