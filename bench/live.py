@@ -21,6 +21,11 @@ l4. the edge's segment throughput: wrk with 200 connections on one cached segmen
     serving the same bytes from local disk (bench/lab.py's baseline); interleaved runs,
     medians (goal: at least 0.9x).
 
+l5. dual hot streams (--only dualhot): a primary and a backup encoder publish; the player
+    page plays in headless Chromium while the primary encoder is killed and started again
+    5 times, 8 s apart; the picture's position is sampled 20 times a second. Goal: the
+    longest freeze after a kill at most 1 s, and no error hls.js cannot get over.
+
 ffmpeg publishes a 640x360 25 fps test pattern (1 s GOP) to the primary origin the tracker
 picks. Run it under the lab lock: `flock /tmp/mediagrid-lab.lock .venv/bin/python bench/live.py`.
 """
@@ -39,6 +44,7 @@ import tomllib
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -198,16 +204,65 @@ def fan_out(client: Client, stream: str, play: str, viewers: int, seconds: float
           f" (goal 0.9x: {'met' if ratio >= 0.9 else 'missed'})")  # fmt: skip
 
 
+def dual_hot(client: Client, stream: str, got: dict[str, Any], kills: int) -> int:
+    from mediagrid_dev.browser import freezes
+    from mediagrid_dev.lab import front_spki_hashes
+
+    def encoder(url: str) -> subprocess.Popen[bytes]:
+        argv = ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", "900", "-f", "flv", url]
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+
+    procs = [encoder(got["publish"]["backup"]["url"]), encoder(got["publish"]["primary"]["url"])]
+
+    def kill() -> None:
+        procs[-1].kill()
+        procs[-1].wait()
+
+    def back() -> None:
+        procs.append(encoder(got["publish"]["primary"]["url"]))
+
+    try:
+        deadline = time.monotonic() + 20
+        while client.live_stream(stream)["backup"] is None:
+            if time.monotonic() > deadline:
+                raise SystemExit("the stream never had its backup live")
+            time.sleep(0.2)
+        time.sleep(3)
+        player = f"https://{VIP}/player/#src={quote(got['play']['hls'], safe='')}"
+        events = [e for _ in range(kills) for e in (("kill", kill), ("return", back))]
+        windows = freezes(player, front_spki_hashes(), events, 8.0)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    for w in windows:
+        print(f"   {w.label:6} freeze {w.freeze_s:.2f} s, stalls {w.stalls} ({w.stall_s:.2f} s),"
+              f" fatal {w.fatal}, played {w.advanced_s:.1f} s of 8")  # fmt: skip
+    killed = [w for w in windows if w.label == "kill"]
+    longest = max(w.freeze_s for w in killed)
+    fatal = sum(w.fatal for w in windows)
+    met = longest <= 1.0 and fatal == 0
+    print(f"l5. dual hot: longest freeze over {len(killed)} kills of the primary {longest:.2f} s"
+          f" (returns: {max(w.freeze_s for w in windows if w.label == 'return'):.2f} s), fatal errors {fatal}"
+          f" (goal 1 s and 0: {'met' if met else 'missed'})")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--joins", type=int, default=20)
     parser.add_argument("--viewers", type=int, default=200, help="l3 and l4: viewers, wrk connections")
-    parser.add_argument("--only", choices=["player", "fanout"], help="only l1-l2, or only l3-l4")
+    parser.add_argument(
+        "--only", choices=["player", "fanout", "dualhot"], help="only l1-l2, only l3-l4, or only l5"
+    )
+    parser.add_argument("--kills", type=int, default=5, help="l5: kills of the primary encoder")
     parser.add_argument("--config", default=str(ROOT / "build" / "lab" / "client.toml"))
     args = parser.parse_args()
     client = admin_client(tomllib.loads(Path(args.config).read_text()))
     stream = "bench" + uuid.uuid4().hex[:8]
     got = client.live_publish(stream, "bench")
+    if args.only == "dualhot":
+        return dual_hot(client, stream, got, args.kills)
     proc = subprocess.Popen(
         [
             "ffmpeg",

@@ -33,6 +33,8 @@
     currentLevel: -1,
     autoLevel: true,
     errors: 0,
+    fatal: 0, // of those, the ones hls.js could not get over
+    lastError: null, // hls.js's details of the last one
     refused: null,
     reports: 0,
     reported: [],
@@ -325,9 +327,11 @@
     var recovered = false;
     hls.on(Hls.Events.ERROR, function (_event, data) {
       state.errors += 1;
+      state.lastError = (data.fatal ? "fatal " : "") + data.details;
       if (!data.fatal) {
         return;
       }
+      state.fatal += 1;
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !recovered) {
         recovered = true;
         hls.recoverMediaError();
