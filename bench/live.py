@@ -55,14 +55,11 @@ from vod import page_first_frames
 
 from lab import BASE_PORT, SCRATCH, VIP, Node, admin_client, baseline_nginx, interleaved
 from mediagrid.client import Client
+from mediagrid_dev.live import publish_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUBLISH = [
-    "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25", "-f", "lavfi", "-i", "sine",
-    "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25",
-    "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac",
-]  # fmt: skip
+PUBLISH = publish_args("640x360")
 
 
 # the latency of the picture shown: the newest segment loaded ends at (its name + 1 s of
@@ -237,7 +234,7 @@ def dual_hot(client: Client, stream: str, got: dict[str, Any], kills: int) -> in
             proc.wait()
     for w in windows:
         print(f"   {w.label:6} freeze {w.freeze_s:.2f} s, stalls {w.stalls} ({w.stall_s:.2f} s),"
-              f" fatal {w.fatal}, played {w.advanced_s:.1f} s of 8")  # fmt: skip
+              f" fatal {w.fatal}, played {w.advanced_s:.1f} s of 8, last error {w.last_error}")  # fmt: skip
     killed = [w for w in windows if w.label == "kill"]
     longest = max(w.freeze_s for w in killed)
     fatal = sum(w.fatal for w in windows)

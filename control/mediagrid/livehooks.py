@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pymysql
@@ -97,23 +98,26 @@ def _relay(app: str, stream: str, nonce: str, client: str, root: Path) -> livese
     if request is None:
         raise APIError(403, "bad_relay", "not a relay this origin started")
     issued = livestore.key(request.kid)
-    if issued is None or issued["banned"] is not None:
+    if issued is None:
+        raise APIError(403, "unknown_key", "no tracker issued this key")
+    if issued["banned"] is not None:
         raise APIError(403, "key_banned", "an operator banned this key")
     holder = livesessions.holder(root, app, stream, "primary")
     if holder is not None and holder.client != client:
         raise APIError(409, "already_live", "the stream's primary is live again")
+    liverelay.write(root, replace(request, nonce=""))  # used: it admits no other publish
     # a session of its own (its start now): a heartbeat collected before it must not end it
     return livesessions.Session(app, stream, "primary", request.kid, client, time.time(), relay=True)
 
 
 def _take_back(root: Path, app: str, stream: str, client: str) -> None:
-    """A primary publishes again: its stream's relay, if one feeds it, is cancelled and its
-    publisher dropped, and the primary gets the stream (at its first keyframe, nginx-rtmp's
-    HLS opening a fragment there)."""
+    """A primary publishes again: its stream's relay is cancelled (asked for or running),
+    a running one's publisher dropped, and the primary gets the stream (at its first
+    keyframe, nginx-rtmp's HLS opening a fragment there)."""
+    liverelay.cancel(root, streamkeys.rtmp_name(app, stream))
     holder = livesessions.holder(root, app, stream, "primary")
     if holder is None or not holder.relay or holder.client == client:
         return
-    liverelay.cancel(root, holder.name)
     livesessions.drop(root, holder.client)  # its on_publish_done then finds no session
     try:
         livesessions.drop_publisher(requests.Session(), settings().rtmp_stat_url, holder)

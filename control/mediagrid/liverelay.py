@@ -11,7 +11,7 @@ feeding the *same* stream name from the backup origin:
    stream's backup is live (``POST /api/v1/cluster/live/relay``, node-signed) and starts one
    ``ffmpeg -c copy`` that plays it from the backup origin's nginx-rtmp and publishes it to
    this one's on loopback, under the stream's name, with a one-time nonce (``relay=``) the
-   shim checks against the request: no stream key on a command line.
+   shim checks against the request and then clears: no stream key on a command line.
 3. nginx-rtmp's HLS goes on in the same playlist (``hls_continuous``, its default): the
    media sequence continues and the relayed fragments start after an
    ``#EXT-X-DISCONTINUITY``, at the backup's next keyframe. The edges, their cached URLs
@@ -149,7 +149,6 @@ def tracker_source(conf: Settings, http: requests.Session) -> Callable[[Request]
 class Relay:
     proc: subprocess.Popen[bytes]
     log_path: Path
-    failures: int
 
 
 class LiveRelay:
@@ -189,7 +188,7 @@ class LiveRelay:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
             )
-        self.running[request.name] = Relay(proc, log_path, self.failures.get(request.name, 0))
+        self.running[request.name] = Relay(proc, log_path)
         log.warning("primary of %s ended: relaying it from %s (pid %d)", request.name, source, proc.pid)
 
     def _stop(self, name: str, why: str) -> None:
@@ -213,7 +212,7 @@ class LiveRelay:
         if code == 0:
             log.info("relay of %s ended: the backup's stream ended", name)
             return "done"
-        self.failures[name] = relay.failures + 1
+        self.failures[name] = self.failures.get(name, 0) + 1
         log.warning("relay of %s failed (%d): %s", name, code, lines[-1][-200:] if lines else "")
         return "done" if self.failures[name] >= ATTEMPTS else "retry"
 

@@ -47,6 +47,7 @@ log = logging.getLogger("mediagrid.livetranscode")
 LEASE = 10.0  # seconds a running transcode's row outlives its agent's last renewal
 SEGMENT = 1  # seconds, as nginx-rtmp cuts the source
 PLAYLIST = 4  # segments a rendition's playlist lists
+REFUSED_KEPT = 60  # seconds a refused rendition's row stays
 STOP_WAIT = 5.0  # seconds ffmpeg has to finish after SIGTERM before it is killed
 VIEW_TAG = "mgviews"  # the syslog tag the origin's nginx gives the lines (rtmp.conf.j2)
 
@@ -208,6 +209,8 @@ class LiveTranscoder:
 
     def _start(self, app: str, stream: str, rung: ladder.Rung, cpu: float) -> None:
         name = rendition_name(app, stream, rung.name)
+        if name in self.procs:  # started before, but its row was not updated (MariaDB lost)
+            self._stop(name, "started again")
         folder = self.out / name
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -265,6 +268,13 @@ class LiveTranscoder:
                     (conf.node_id,),
                 )
                 rows = list(cur.fetchall())
+                # a refusal is kept a while for the tracker to answer with (a new viewer's
+                # want() tries again anyway), then forgotten
+                cur.execute(
+                    "DELETE FROM live_transcodes WHERE node_id = %s AND state = 'refused'"
+                    " AND wanted < NOW(3) - INTERVAL %s SECOND",
+                    (conf.node_id, REFUSED_KEPT),
+                )
                 live = {
                     s.name for s in livesessions.load(Path(conf.live_sessions_dir)) if s.role == "primary"
                 }
