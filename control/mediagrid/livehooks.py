@@ -119,10 +119,19 @@ def _take_back(root: Path, app: str, stream: str, client: str) -> None:
     if holder is None or not holder.relay or holder.client == client:
         return
     livesessions.drop(root, holder.client)  # its on_publish_done then finds no session
+    http, stat_url = requests.Session(), settings().rtmp_stat_url
     try:
-        livesessions.drop_publisher(requests.Session(), settings().rtmp_stat_url, holder)
+        livesessions.drop_publisher(http, stat_url, holder)
     except requests.RequestException as err:
         current_app.logger.warning("cannot drop the relay of %s: %s", holder.name, err)
+    # the primary is admitted once the relay is closed: nginx-rtmp closes a dropped
+    # publisher at the end of its event cycle, which may come after this answer, and its
+    # live module would then refuse the primary as a second publisher. (Its HLS module
+    # has restored the stream's numbering for the primary already, before this hook: the
+    # relay's last fragment and the primary's first share a media sequence number, which
+    # the player page lets hls.js go past.)
+    if not livesessions.wait_gone(http, stat_url, holder.client):
+        current_app.logger.warning("the relay of %s is still listed after its drop", holder.name)
     current_app.logger.info("%s: the primary takes the stream back from its relay", holder.name)
 
 

@@ -94,6 +94,24 @@ def drop_publisher(http: requests.Session, stat_url: str, session: Session) -> N
     http.get(control_url(stat_url, "drop/publisher"), params=params, timeout=1).raise_for_status()
 
 
+def wait_gone(http: requests.Session, stat_url: str, client: str, timeout: float = 1.0) -> bool:
+    """Wait until nginx-rtmp's statistics no longer list ``client`` publishing: a dropped
+    publisher is closed at the end of nginx's event cycle, after the control request was
+    answered, and its HLS writes its last fragment then. Whether it went within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            resp = http.get(stat_url, timeout=1)
+            resp.raise_for_status()
+            if client not in parse_stat(resp.content):
+                return True
+        except (requests.RequestException, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
 def _read(path: Path) -> Session | None:
     try:
         return Session(**json.loads(path.read_text()))

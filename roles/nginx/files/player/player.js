@@ -311,8 +311,14 @@
     // benchmarks.md, l2), with a second of buffer still ahead of the picture.
     var live = src.pathname.indexOf("/live/") === 0;
     var config = { enableWorker: false, startLevel: 0, startFragPrefetch: true };
+    // A live stream whose primary publisher returns (dual hot streams): nginx-rtmp restores
+    // the playlist for the returning publisher before its on_publish hook can drop the
+    // relay that fed the stream meanwhile, so the relay's last fragment and the primary's
+    // first get one media sequence number (docs/architecture.md). hls.js refuses such a
+    // playlist unless told to go on; it then plays the primary's fragments that follow.
     if (live) {
       config.liveSyncDurationCount = 2;
+      config.ignorePlaylistParsingErrors = true;
     }
     hls = new Hls(config);
     hls.on(Hls.Events.MANIFEST_PARSED, buildMenu);
