@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import config
 from .config import Settings
@@ -49,3 +50,12 @@ def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def last_line(log_path: Path) -> str:
+    """The last line (at most 200 characters) a child wrote to its log, "" if none."""
+    try:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][-200:] if lines else ""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import subprocess
 import threading
@@ -83,10 +82,7 @@ def _path(root: Path, name: str) -> Path:
 def write(root: Path, request: Request) -> None:
     folder = _dir(root)
     folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-    final = _path(root, request.name)
-    tmp = final.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(request)))
-    os.replace(tmp, final)
+    livesessions.put_json(_path(root, request.name), asdict(request))
 
 
 def ask(root: Path, session: livesessions.Session) -> None:
@@ -205,15 +201,14 @@ class LiveRelay:
         code = relay.proc.poll()
         if code is None:
             return None
-        path = relay.log_path
-        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        said = daemon.last_line(relay.log_path)
         self.running.pop(name)
         relay.log_path.unlink(missing_ok=True)
         if code == 0:
             log.info("relay of %s ended: the backup's stream ended", name)
             return "done"
         self.failures[name] = self.failures.get(name, 0) + 1
-        log.warning("relay of %s failed (%d): %s", name, code, lines[-1][-200:] if lines else "")
+        log.warning("relay of %s failed (%d): %s", name, code, said)
         return "done" if self.failures[name] >= ATTEMPTS else "retry"
 
     def _withdraw(self, name: str) -> None:

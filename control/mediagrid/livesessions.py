@@ -66,9 +66,14 @@ def _path(root: Path, client: str) -> Path:
 def save(root: Path, session: Session) -> None:
     """Record an admitted publisher (written whole, then renamed into place)."""
     root.mkdir(mode=0o750, parents=True, exist_ok=True)
-    final = _path(root, session.client)
+    put_json(_path(root, session.client), asdict(session))
+
+
+def put_json(final: Path, data: dict[str, object]) -> None:
+    """``data`` as JSON at ``final``, written whole then renamed into place (a reader sees
+    the old file or the new one); the hooks' and the agent's small state files."""
     tmp = final.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(session)))
+    tmp.write_text(json.dumps(data))
     os.replace(tmp, final)
 
 

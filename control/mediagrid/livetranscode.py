@@ -244,8 +244,8 @@ class LiveTranscoder:
         code = run.proc.poll()
         if code is None:
             return None
-        lines = run.log_path.read_text(errors="replace").strip().splitlines() if run.log_path.exists() else []
-        return f"ffmpeg exited {code}" + (f": {lines[-1][-200:]}" if lines else " (its source ended)")
+        said = daemon.last_line(run.log_path)
+        return f"ffmpeg exited {code}" + (f": {said}" if said else " (its source ended)")
 
     def _idle(self, name: str, row: dict[str, Any]) -> bool:
         run = self.procs.get(name)
