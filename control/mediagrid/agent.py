@@ -266,6 +266,11 @@ class LiveOrigin:
                 self._drop(s, f"a {st.width}x{st.height} picture is over LIVE_MAX_PIXELS")
                 self._log(s, "picture_too_large")
                 continue
+            fault = livesessions.fault(st)
+            if fault is not None:
+                self._drop(s, fault[1])
+                self._log(s, fault[0])
+                continue
             out.append(
                 LiveSession(
                     app=s.app,

@@ -51,6 +51,30 @@ class Stat:
     width: int
     height: int
     viewers: int
+    # what nginx-rtmp's codec module has seen: no codec at all is a publisher that sent
+    # no media; a video codec with no video bandwidth (its last full 10 s window) is a
+    # picture that stopped (a 0 fps stream); age is the stream's, in seconds
+    video: bool = False
+    audio: bool = False
+    bw_video: int = 0
+    age: float = 0.0
+
+
+# A publisher that has sent no media this long after its stream began is dropped (before
+# nginx-rtmp's own drop_idle_publisher, 5 s, so that the drop has a code); a picture whose
+# video bandwidth is 0 once nginx-rtmp has measured a full 10 s window is dropped too.
+NO_MEDIA_AFTER = 3.0
+NO_VIDEO_AFTER = 13.0
+
+
+def fault(stat: Stat) -> tuple[str, str] | None:
+    """Why nginx-rtmp's figures say this publisher is no live stream (its code and the
+    reason), or None."""
+    if not (stat.video or stat.audio) and stat.age >= NO_MEDIA_AFTER:
+        return "no_media", f"no audio or video {stat.age:.0f} s after the publish"
+    if stat.video and stat.bw_video == 0 and stat.age >= NO_VIDEO_AFTER:
+        return "no_video", "it announced a picture and sent no video for 10 s (0 fps)"
+    return None
 
 
 def valid_client(client: str) -> bool:
@@ -174,6 +198,10 @@ def parse_stat(xml: str | bytes, application: str = "live") -> dict[str, Stat]:
                 width=int(_num(video, "width")),
                 height=int(_num(video, "height")),
                 viewers=len(clients) - 1,
+                video=bool(stream.findtext("meta/video/codec")),
+                audio=bool(stream.findtext("meta/audio/codec")),
+                bw_video=int(_num(stream, "bw_video")),
+                age=millis / 1000,
             )
     return found
 

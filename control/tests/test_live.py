@@ -18,7 +18,7 @@ import requests
 from mediagrid import links
 from mediagrid.client import Client, MediagridError
 from mediagrid_dev import DevCluster
-from mediagrid_dev.live import publishing, refused
+from mediagrid_dev.live import idle_publisher, publishing, refused
 
 
 def until(check: Callable[[], Any], timeout: float) -> float:
@@ -272,6 +272,64 @@ def test_a_picture_over_the_limit_is_dropped_and_logged(live: DevCluster, client
     got = client.live_publish("small", "alice")
     with publishing(got["publish"]["primary"]["url"], seconds=5):
         until(lambda: state(client, "small") == "live", 10)
+
+
+def _parts_left(live: DevCluster, stream: str) -> list[str]:
+    """The parts of ``stream`` being written or waiting for the agent on any origin."""
+    left = []
+    for node in live.storage_nodes.values():
+        root = node["live_record_dir"]
+        ready = os.path.join(root, "ready")
+        left += [p for p in os.listdir(root) if f".{stream}-" in p]
+        left += [p for p in os.listdir(ready) if stream in p] if os.path.isdir(ready) else []
+    return left
+
+
+def test_a_publisher_that_sends_nothing_is_dropped_and_logged(live: DevCluster, client: Client) -> None:
+    """A client that connects and publishes with a good key but sends no media: its
+    origin's agent drops it (before nginx-rtmp's own 5 s idle drop, which has no code),
+    logs no_media, and no recording part is left of it although the stream records."""
+    got = client.live_publish("mute", "alice", record=True, snapshot_every=0)
+    with idle_publisher(got["publish"]["primary"]["url"]) as sock:
+        until(lambda: "publish" in [e["event"] for e in client.live_events("mute")], 10)
+        took = until(lambda: "no_media" in [e["code"] for e in client.live_events("mute")], 10)
+        sock.settimeout(5)
+        try:
+            while sock.recv(4096):  # nginx-rtmp's answers, then its close
+                pass
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert took <= 5
+    until(lambda: state(client, "mute") != "live", 10)
+    until(lambda: not _parts_left(live, "mute"), 20)
+    assert not _parts(client, "alice", "mute")
+
+
+def test_a_picture_that_stops_0_fps_is_dropped_and_logged(live: DevCluster, client: Client) -> None:
+    """A stream whose picture stops, 0 fps (one frame, then none; its sound goes on):
+    once nginx-rtmp has measured a full 10 s of it without video, the agent drops it and
+    logs no_video. Another stream publishing meanwhile is not touched."""
+    frozen = client.live_publish("frozen", "alice", snapshot_every=0)["publish"]["primary"]["url"]
+    other = client.live_publish("moving", "alice", snapshot_every=0)["publish"]["primary"]["url"]
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+         "-re", "-f", "lavfi", "-i", "sine", "-filter_complex", "[0:v]trim=end_frame=1[v]", "-map", "[v]",
+         "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-max_interleave_delta", "100000", "-t", "60",
+         "-f", "flv", frozen],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        with publishing(other, seconds=60):
+            until(lambda: state(client, "frozen") == "live", 10)
+            until(lambda: "no_video" in [e["code"] for e in client.live_events("frozen")], 30)
+            until(lambda: state(client, "frozen") == "ended", 10)
+            assert proc.wait(timeout=15) != 0  # its connection was closed under it
+            assert state(client, "moving") == "live"
+            assert "no_video" not in [e["code"] for e in client.live_events("moving")]
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_part_no_hook_handed_over_is_adopted(live: DevCluster, client: Client) -> None:

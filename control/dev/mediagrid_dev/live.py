@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 
 def publish_args(size: str = "320x240") -> list[str]:
@@ -48,3 +51,58 @@ def refused(url: str) -> int:
         check=False,
     )
     return run.returncode
+
+
+def _amf(value: object) -> bytes:
+    """One AMF0 value: a number, a string, None or a flat object of strings."""
+    if value is None:
+        return b"\x05"
+    if isinstance(value, (int, float)):
+        return b"\x00" + struct.pack(">d", value)
+    if isinstance(value, str):
+        raw = value.encode()
+        return b"\x02" + struct.pack(">H", len(raw)) + raw
+    assert isinstance(value, dict)
+    body = b"".join(struct.pack(">H", len(k)) + k.encode() + _amf(v) for k, v in value.items())
+    return b"\x03" + body + b"\x00\x00\x09"
+
+
+def _command(stream_id: int, *values: object) -> bytes:
+    """An AMF0 command message in one chunk (chunk stream 3; the chunk size is set first)."""
+    body = b"".join(_amf(v) for v in values)
+    header = bytes(3) + len(body).to_bytes(3, "big") + b"\x14" + struct.pack("<I", stream_id)
+    return b"\x03" + header + body
+
+
+@contextmanager
+def idle_publisher(url: str) -> Iterator[socket.socket]:
+    """A client that does the RTMP handshake, connects and publishes to ``url``
+    (rtmp://host:port/<app>/<name>?<args>), then sends nothing: what no ffmpeg does, and
+    what a stuck encoder or a port scanner that speaks RTMP looks like to the origin."""
+    parts = urlsplit(url)
+    app, _, name = parts.path.lstrip("/").partition("/")
+    if parts.query:
+        name += "?" + parts.query
+    sock = socket.create_connection((parts.hostname or "", parts.port or 1935), timeout=10)
+    try:
+        sock.sendall(b"\x03" + bytes(8) + os.urandom(1528))  # C0, C1
+        s0s1 = b""
+        while len(s0s1) < 1 + 1536:
+            got = sock.recv(1 + 1536 - len(s0s1))
+            if not got:
+                raise ConnectionError("the server closed the handshake")
+            s0s1 += got
+        sock.sendall(s0s1[1:])  # C2 echoes S1
+        # Set Chunk Size (4096) on the protocol control chunk stream
+        chunk_size = b"\x02" + bytes(3) + b"\x00\x00\x04\x01" + bytes(4) + struct.pack(">I", 4096)
+        tc_url = f"rtmp://{parts.netloc}/{app}"
+        connect = {"app": app, "type": "nonprivate", "flashVer": "FMLE/3.0", "tcUrl": tc_url}
+        sock.sendall(
+            chunk_size
+            + _command(0, "connect", 1, connect)
+            + _command(0, "createStream", 2, None)
+            + _command(1, "publish", 3, None, name, "live")
+        )
+        yield sock
+    finally:
+        sock.close()

@@ -46,3 +46,19 @@ def test_a_session_is_live_while_nginx_rtmp_has_its_publisher(tmp_path: Path) ->
 def test_client_ids_are_numbers_only(tmp_path: Path) -> None:
     assert livesessions.drop(tmp_path, "../x") is None
     assert not livesessions.valid_client("1/2")
+
+
+def test_faults_are_read_from_what_nginx_rtmp_saw() -> None:
+    def stat(**kw: object) -> livesessions.Stat:
+        base: dict[str, object] = dict(name="a.b", client="1", bw_in=0, fps=0.0, width=0, height=0, viewers=0)
+        return livesessions.Stat(**{**base, **kw})  # type: ignore[arg-type]
+
+    assert livesessions.parse_stat(STAT)["1"].video and livesessions.parse_stat(STAT)["1"].audio
+    # nothing yet, 1 s in: not yet; 3 s in: no media
+    assert livesessions.fault(stat(age=1.0)) is None
+    assert livesessions.fault(stat(age=3.0))[0] == "no_media"  # type: ignore[index]
+    # audio alone is a stream; a picture is judged once nginx-rtmp measured a full window
+    assert livesessions.fault(stat(audio=True, age=60.0)) is None
+    assert livesessions.fault(stat(video=True, audio=True, age=11.0)) is None
+    assert livesessions.fault(stat(video=True, audio=True, age=14.0))[0] == "no_video"  # type: ignore[index]
+    assert livesessions.fault(stat(video=True, bw_video=5520, age=60.0, fps=0.0)) is None
