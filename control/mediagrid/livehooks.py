@@ -206,8 +206,9 @@ def on_publish_done() -> ResponseReturnValue:
 @api.validate(resp=answers("HTTP_200"), security={})
 def on_record_done() -> ResponseReturnValue:
     """nginx-rtmp's ``on_record_done``: a part is closed (cut, or its publisher left). It is
-    moved into the agent's ``ready/`` under its publisher's key id; the agent keeps it or
-    not (``liverecord``). Nothing here waits on the database."""
+    moved into the agent's ``ready/`` under its publisher's key id (a relay's: its
+    primary's); the agent keeps it or not (``liverecord``). Nothing here waits on the
+    database."""
     _from_nginx()
     root = settings().live_record_dir
     if not root:
@@ -215,16 +216,20 @@ def on_record_done() -> ResponseReturnValue:
     form = request.form
     path = Path(form.get("path", ""))
     key = streamkeys.parse(form.get("k"))
+    # a relay (dual hot) records the span it feeds under its primary's key id: only a
+    # publisher on_publish admitted with a relay nonce carries relay= (others are refused)
+    relayed = form.get("kid", "") if "relay" in form and key is None else ""
+    kid = key.kid if key is not None else relayed
     if path.parent != Path(root) or liverecord.PART.fullmatch(path.name) is None:
         current_app.logger.warning("record_done for a path that is no part here: %r", str(path)[:200])
         return jsonify(status="ignored")
-    if key is None:  # not a publisher the shim admitted: nothing to keep
+    if streamkeys.KID_RE.fullmatch(kid) is None:  # not a publisher the shim admitted
         path.unlink(missing_ok=True)
         return jsonify(status="dropped")
     ready = liverecord.ready_dir(root)
     ready.mkdir(mode=0o770, exist_ok=True)
     try:
-        os.replace(path, ready / f"{key.kid}.{path.name}")
+        os.replace(path, ready / f"{kid}.{path.name}")
     except FileNotFoundError:
         return jsonify(status="gone")
     return jsonify(status="ok")

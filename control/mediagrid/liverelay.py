@@ -23,7 +23,8 @@ feeding the *same* stream name from the backup origin:
    another discontinuity. The relay's ffmpeg, its output closed, exits.
 
 The relay is admitted as the stream's primary (the registry keeps sending viewers here),
-under the primary's key id, so a ban or a kick of that key ends it too. Python decides;
+under the primary's key id, so a ban or a kick of that key ends it too; a recorded
+stream's relayed span is recorded as the primary's (its parts carry that key id). Python decides;
 nginx-rtmp and ffmpeg carry the media.
 """
 
@@ -178,7 +179,8 @@ class LiveRelay:
             "-analyzeduration", "2000000", "-fpsprobesize", "0",
             "-i", source,
             "-map", "0", "-c", "copy",
-            "-f", "flv", f"{self.target}{request.name}?relay={nonce}",
+            # kid: its parts are recorded as the primary's (the shim's record_done)
+            "-f", "flv", f"{self.target}{request.name}?relay={nonce}&kid={request.kid}",
         ]  # fmt: skip
         with open(log_path, "wb") as err:
             proc = subprocess.Popen(

@@ -4,6 +4,7 @@ registry; the front's edge serves the stream's HLS from its cache."""
 
 from __future__ import annotations
 
+import calendar
 import os
 import signal
 import subprocess
@@ -430,7 +431,7 @@ def _last_break(playlist: str) -> tuple[int, list[str]]:
 
 
 def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster, client: Client) -> None:
-    got = client.live_publish("hot1", "alice")
+    got = client.live_publish("hot1", "alice", record=True, snapshot_every=0)
     primary, backup = got["publish"]["primary"], got["publish"]["backup"]
     with publishing(backup["url"]), publishing(primary["url"]) as first:
         until(lambda: client.live_stream("hot1")["backup"] == backup["node_id"], 10)
@@ -441,6 +442,7 @@ def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster,
         # the primary encoder dies: its origin plays the backup from the backup's origin
         # and goes on publishing the stream under its name, after a discontinuity
         first.kill()
+        killed = time.time()
         took = until(lambda: _last_break(requests.get(edge, timeout=10).text)[1], 6)
         print(f"\nfirst relayed segment listed {took:.2f} s after the kill")
         after = requests.get(edge, timeout=10).text
@@ -451,6 +453,8 @@ def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster,
         assert "relay" in [e["event"] for e in client.live_events("hot1")]
         relayed_at, relayed = _last_break(after)
         assert requests.get(base + relayed[0], timeout=10).status_code == 200
+        time.sleep(2)  # a relayed span that starts a recording part of its own second
+        back_at = time.time()
         # the primary encoder is back: it takes the stream back, at its first keyframe,
         # and the relay ends
         with publishing(primary["url"]):
@@ -462,3 +466,15 @@ def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster,
             assert "already_live" not in {e["code"] for e in events}
             until(lambda: subprocess.run(["pgrep", "-f", "relay="], check=False).returncode == 1, 10)
             assert client.live_stream("hot1")["origin"] == primary["node_id"]
+
+    # the stream records: the relayed span is a part of its own, stored as the owner's
+    # file like the primary's (its parts carry the primary's key id)
+    def relayed_part() -> bool:
+        began = [
+            calendar.timegm(time.strptime(e["code"].rpartition("-")[2], "%Y%m%dT%H%M%SZ"))
+            for e in client.live_events("hot1")
+            if e["event"] == "recorded"
+        ]
+        return any(killed - 1 <= b < back_at - 1 for b in began)
+
+    until(relayed_part, 30)
