@@ -4,6 +4,7 @@ the gunicorn settings of the nodes' systemd units."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -64,3 +65,40 @@ def test_each_nginx_runs_the_roles_files(cluster: DevCluster) -> None:
             assert path.read_text() in dump, f"{svc.name} does not include the role's {path.name}"
         site = "front" if svc.name == "nginx-front" else "storage"
         assert f"/mediagrid-{site}.conf:\n#\n# Rendered from roles/" in dump
+
+
+def _blocks(conf: str) -> list[tuple[str, list[str]]]:
+    """Each block of an nginx configuration (its header, e.g. ``location /x/``) with its own
+    directives (not its inner blocks'), comments left out."""
+    text = re.sub(r"(?m)(^|\s)#.*$", r"\1", conf)
+    stack: list[tuple[str, list[str]]] = [("main", [])]
+    done, word = [], ""
+    for ch in text:
+        if ch == "{":
+            stack.append((" ".join(word.split()), []))
+            word = ""
+        elif ch == ";":
+            stack[-1][1].append(" ".join(word.split()))
+            word = ""
+        elif ch == "}":
+            done.append(stack.pop())
+            word = ""
+        else:
+            word += ch
+    return [*done, *stack]
+
+
+@pytest.mark.integration
+def test_a_location_that_sets_a_proxy_header_keeps_the_others(cluster: DevCluster) -> None:
+    """A proxy_set_header in a location drops every one it would inherit (Host, the
+    client's address, keep-alive): such a location includes mediagrid-proxy.conf again."""
+    sites = [cluster.root / "nginx" / "front" / "mediagrid-front.conf"]
+    sites += [cluster.root / "nginx" / name / "mediagrid-storage.conf" for name in cluster.storage_nodes]
+    checked = 0
+    for site in sites:
+        for header, directives in _blocks(site.read_text()):
+            if any(d.startswith("proxy_set_header ") for d in directives):
+                checked += 1
+                again = f"include {cluster.root / 'nginx' / 'snippets' / 'mediagrid-proxy.conf'}"
+                assert again in directives, f"{site.name}: {header}"
+    assert checked >= 2  # the front's /files/ and on-demand HLS
