@@ -186,8 +186,13 @@ class LiveTranscoder:
         self.procs: dict[str, Running] = {}
         self._db = LazyDB(conf)
 
-    def _argv(self, app: str, stream: str, rung: ladder.Rung, folder: Path, cpu: float) -> list[str]:
+    def _argv(
+        self, app: str, stream: str, rung: ladder.Rung, folder: Path, cpu: float, resume: bool = False
+    ) -> list[str]:
         session = int(time.time() * 1000)  # segment names never repeat across runs (edge caches)
+        # resumed: the playlist goes on from the last run's (its numbering, then a
+        # discontinuity), so its players do not see the media sequence go back
+        flags = "delete_segments+temp_file+omit_endlist" + ("+append_list" if resume else "")
         return [
             "ffmpeg",
             "-nostdin", "-hide_banner", "-loglevel", "error",
@@ -202,36 +207,39 @@ class LiveTranscoder:
             "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT})", "-sc_threshold", "0",
             "-c:a", "aac", "-b:a", f"{rung.audio_kbps}k", "-ac", "2",
             "-f", "hls", "-hls_time", str(SEGMENT), "-hls_list_size", str(PLAYLIST),
-            "-hls_flags", "delete_segments+temp_file+omit_endlist",
+            "-hls_flags", flags,
             "-hls_segment_filename", str(folder / f"{session}-%d.ts"),
             str(folder / "index.m3u8"),
         ]  # fmt: skip
 
-    def _start(self, app: str, stream: str, rung: ladder.Rung, cpu: float) -> None:
+    def _start(self, app: str, stream: str, rung: ladder.Rung, cpu: float, resume: bool = False) -> None:
         name = rendition_name(app, stream, rung.name)
         if name in self.procs:  # started before, but its row was not updated (MariaDB lost)
             self._stop(name, "started again")
         folder = self.out / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        resume = resume and (folder / "index.m3u8").is_file()
+        if not resume:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
         log_path = self.out / f".{name}.log"
         with open(log_path, "wb") as err:
             proc = subprocess.Popen(
-                self._argv(app, stream, rung, folder, cpu),
+                self._argv(app, stream, rung, folder, cpu, resume),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 start_new_session=True,
             )
         self.procs[name] = Running(proc, time.monotonic(), log_path)
-        log.info("live transcode %s started (pid %d)", name, proc.pid)
+        log.info("live transcode %s %s (pid %d)", name, "resumed" if resume else "started", proc.pid)
 
-    def _stop(self, name: str, why: str) -> None:
+    def _stop(self, name: str, why: str, keep_output: bool = False) -> None:
         run = self.procs.pop(name, None)
         if run is not None:
             daemon.terminate(run.proc, STOP_WAIT)
             run.log_path.unlink(missing_ok=True)
-        shutil.rmtree(self.out / name, ignore_errors=True)
+        if not keep_output:
+            shutil.rmtree(self.out / name, ignore_errors=True)
         if self.views is not None:
             self.views.forget(name)
         log.info("live transcode %s stopped: %s", name, why)
@@ -303,6 +311,11 @@ class LiveTranscoder:
                             )
                             keep.add(name)
                         continue
+                    if name not in self.procs and streamkeys.rtmp_name(app, stream) in live:
+                        # running for an agent that stopped (a restart, a deploy): resumed
+                        # here, its viewers' playlist going on; what they fetch from now
+                        # on keeps it, as for a new one
+                        self._start(app, stream, rung_of(rung_name), float(row["cores"]), resume=True)
                     gone = self._exited(name)
                     if gone is not None or self._idle(name, row):
                         ending[name] = gone or f"nobody watched for {conf.live_transcode_idle} s"
@@ -325,6 +338,9 @@ class LiveTranscoder:
             return
         for name in set(self.procs) - keep:  # rows ended here, or another tracker moved
             self._stop(name, ending.get(name, "no longer wanted here"))
+        for folder in self.out.iterdir():  # left by an agent that stopped, and not resumed
+            if folder.is_dir() and folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _refuse(self, cur: Any, key: tuple[str, str, str], code: str) -> None:
         cur.execute(
@@ -334,8 +350,10 @@ class LiveTranscoder:
         )
 
     def close(self) -> None:
+        """The agent stops: so do its transcodes, their rows and output kept for the agent
+        that comes next to resume (their lease lapses if none does)."""
         for name in list(self.procs):
-            self._stop(name, "the agent stops")
+            self._stop(name, "the agent stops", keep_output=True)
 
 
 def start(conf: Settings, stop: threading.Event) -> LiveTranscoder | None:

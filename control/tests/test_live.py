@@ -397,6 +397,37 @@ def test_a_lower_rendition_is_transcoded_while_watched(live: DevCluster, client:
     print(f"live 240p: first play answered after {first:.2f} s; stopped {took:.1f} s after the last fetch")
 
 
+def _sequence(playlist: str) -> int:
+    return int(playlist.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+
+
+def test_a_rendition_outlives_a_restart_of_its_agent(live: DevCluster, client: Client) -> None:
+    """The origin's agent restarts (a deploy) while a rendition is watched: the next agent
+    resumes its transcode, whose playlist goes on after a discontinuity; its media
+    sequence never goes back, so the viewers' players go on too."""
+    got = client.live_publish("ladder3", "alice", snapshot_every=0)
+    origin = got["publish"]["primary"]["node_id"]
+    with publishing(got["publish"]["primary"]["url"], size="640x360"):
+        until(lambda: (client.live_stream("ladder3")["ingest"] or {}).get("height", 0) == 360, 15)
+        resp = requests.get(got["play"]["hls"] + "&rendition=240p", allow_redirects=False, timeout=20)
+        assert resp.status_code == 302, resp.text
+        edge = resp.headers["Location"]
+        until(lambda: requests.get(edge, timeout=10).text.count("#EXTINF") >= 2, 10)
+        seen = [_sequence(requests.get(edge, timeout=10).text)]
+        live.stop_service(f"agent-{origin}")
+        live.start_service(f"agent-{origin}")
+
+        def resumed() -> bool:
+            playlist = requests.get(edge, timeout=10).text
+            seen.append(_sequence(playlist))
+            return bool(_last_break(playlist)[1])
+
+        took = until(resumed, 20)
+        assert seen == sorted(seen), seen  # never back
+        assert client.live_stream("ladder3")["renditions"] == ["240p"]
+    print(f"\nlive 240p: resumed {took:.1f} s after the agent's restart began")
+
+
 def test_a_rendition_over_the_media_budget_is_refused(live: DevCluster, client: Client) -> None:
     """The dev agents have one core of media budget: a second live transcode on the origin
     is refused with 503 no_capacity while the first runs, and admitted once it stopped."""
