@@ -24,8 +24,8 @@ feeding the *same* stream name from the backup origin:
 
 The relay is admitted as the stream's primary (the registry keeps sending viewers here),
 under the primary's key id, so a ban or a kick of that key ends it too; a recorded
-stream's relayed span is recorded as the primary's (its parts carry that key id). Python decides;
-nginx-rtmp and ffmpeg carry the media.
+stream's relayed span is recorded as the primary's (its parts carry that key id).
+Python decides; nginx-rtmp and ffmpeg carry the media.
 """
 
 from __future__ import annotations

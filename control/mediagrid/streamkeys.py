@@ -33,9 +33,9 @@ from .signing import equal, sign
 ROLES = ("primary", "backup")
 # Stream names: what nginx-rtmp, file names and URLs all take without quoting.
 STREAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-KID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
+KID_RE = re.compile(r"[A-Za-z0-9_-]{11}")  # a key's id, its first field
 _KEY_RE = re.compile(
-    r"(?P<kid>[A-Za-z0-9_-]{11})\.(?P<role>primary|backup)"
+    rf"(?P<kid>{KID_RE.pattern})\.(?P<role>primary|backup)"
     r"\.(?P<expires>[0-9]{1,12})\.(?P<mac>[A-Za-z0-9_-]{43})"
 )
 
