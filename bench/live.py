@@ -14,8 +14,9 @@ l2. glass-to-glass latency on the same page: the origin names each segment by th
 
 l3. edge fan-out: 200 viewers (threads of this process, each on its own connection) play
     the stream's HLS from its edge for 20 s as players do: the playlist once a second and
-    every segment it lists that they have not fetched. The origin's access log then gives
-    the edge's fetches per segment (goal: at most one).
+    every segment it lists that they have not fetched, each through the play URL's redirect
+    (a viewer session of its own). The origin's access log then gives the edge's fetches
+    per segment (goal: at most one); the registry's viewer count is read every second.
 l4. the edge's segment throughput: wrk with 200 connections on one cached segment through
     the edge (token checked, cache HIT) against a second, plain nginx in the same container
     serving the same bytes from local disk (bench/lab.py's baseline); interleaved runs,
@@ -43,6 +44,7 @@ import time
 import tomllib
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -100,18 +102,21 @@ def latencies(player: str, samples: int = 15) -> list[float]:
 
 
 class Viewers:
-    """``count`` HLS players of ``playlist`` (an edge URL), each in a thread with its own
-    connection, until stopped: the playlist every second, each new segment once."""
+    """HLS players of the ``playlists`` (edge URLs, one per player: its play's session), each
+    in a thread with its own connection, until stopped: the playlist every second, each new
+    segment once."""
 
-    def __init__(self, playlist: str, count: int) -> None:
-        self.playlist = playlist
-        self.base = playlist.rsplit("/", 1)[0] + "/"
+    def __init__(self, playlists: list[str]) -> None:
+        self.playlists = playlists
+        self.base = playlists[0].rsplit("/", 1)[0] + "/"
         self.stop = threading.Event()
         self.segments = 0
         self.errors: list[str] = []
         self.fetched: set[str] = set()
         self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._play, args=(i,), daemon=True) for i in range(count)]
+        self.threads = [
+            threading.Thread(target=self._play, args=(i,), daemon=True) for i in range(len(playlists))
+        ]
 
     def _play(self, i: int) -> None:
         session = requests.Session()
@@ -120,7 +125,7 @@ class Viewers:
         while not self.stop.is_set():
             began = time.monotonic()
             try:
-                listed = session.get(self.playlist, timeout=10)
+                listed = session.get(self.playlists[i], timeout=10)
                 listed.raise_for_status()
                 for name in [ln for ln in listed.text.splitlines() if ln.endswith(".ts")]:
                     if name in seen:
@@ -136,13 +141,19 @@ class Viewers:
                     self.errors.append(repr(err))
             self.stop.wait(max(0.0, 1.0 - (time.monotonic() - began)))
 
-    def run(self, seconds: float) -> None:
+    def run(self, seconds: float, count: Callable[[], int]) -> int:
+        """Play for ``seconds``; the most viewers ``count`` (the registry) gave meanwhile."""
         for t in self.threads:
             t.start()
-        time.sleep(seconds)
+        counted = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            counted = max(counted, count())
+            time.sleep(1.0)
         self.stop.set()
         for t in self.threads:
             t.join(15)
+        return counted
 
 
 def origin_fetches(origin: str, name: str, edge_host: str) -> Counter[str]:
@@ -166,20 +177,25 @@ def front_node(host: str) -> str:
 def fan_out(client: Client, stream: str, play: str, viewers: int, seconds: float, duration: int) -> None:
     """l3 and l4 (above): ``play`` is the viewers' play URL."""
     parts = urlsplit(play)
-    resp = requests.get(f"http://{VIP}{parts.path}?{parts.query}", allow_redirects=False, timeout=10)
-    resp.raise_for_status()
-    edge = resp.headers["Location"]
+    # every viewer plays through the redirect, as a player does: a session of its own
+    edges = []
+    for _ in range(viewers):
+        resp = requests.get(f"http://{VIP}{parts.path}?{parts.query}", allow_redirects=False, timeout=10)
+        resp.raise_for_status()
+        edges.append(resp.headers["Location"])
+    edge = edges[0]
     edge_host = urlsplit(edge).hostname or ""
     origin = client.live_stream(stream)["origin"]
     name = edge.rsplit("/", 2)[1]
-    crowd = Viewers(edge, viewers)
-    crowd.run(seconds)
+    crowd = Viewers(edges)
+    counted = crowd.run(seconds, lambda: int(client.live_stream(stream)["viewers"]))
     fetches = origin_fetches(origin, name, edge_host)
     most = max((fetches[seg] for seg in crowd.fetched), default=0)
     print(f"l3. edge fan-out, {viewers} viewers for {seconds:.0f} s: {crowd.segments} segments served"
           f" ({len(crowd.fetched)} distinct), {len(crowd.errors)} errors; the origin saw at most {most}"
           f" fetch(es) of a segment from the edge ({sum(fetches[s] for s in crowd.fetched)} in all)"
           f" (goal 1: {'met' if most <= 1 and not crowd.errors else 'missed'})")  # fmt: skip
+    print(f"l3. the registry counted at most {counted} viewers of {viewers}")
     segment = edge.rsplit("/", 1)[0] + "/" + sorted(crowd.fetched)[-1]
     body = requests.get(segment, timeout=10).content
     node = Node(front_node(edge_host))

@@ -28,6 +28,7 @@ from . import (
     livesnaps,
     livestore,
     livetranscode,
+    liveviews,
     nodeclient,
     orphans,
 )
@@ -199,14 +200,17 @@ def next_seq() -> int:
 
 class LiveOrigin:
     """This origin's live sessions for the heartbeat: the shim's sessions nginx-rtmp still has
-    a publisher for, with its figures. A session whose key an operator or the app banned,
+    a publisher for, with its figures; their viewers are its RTMP players from other hosts
+    (an edge's pull stands for that edge's RTMP players) and the HLS viewers the edges tell
+    the views listener of (``liveviews``). A session whose key an operator or the app banned,
     or kicked after it started (``live_keys``), or whose picture is over LIVE_MAX_PIXELS, is
     dropped here through nginx-rtmp's control interface (loopback): nginx-rtmp then calls
     ``on_publish_done`` and the shim tells the trackers. MariaDB being down only postpones
     a ban or a kick."""
 
-    def __init__(self, conf: Settings) -> None:
+    def __init__(self, conf: Settings, views: liveviews.Views | None = None) -> None:
         self.conf = conf
+        self.views = views
         self.http = requests.Session()
         self._db = LazyDB(conf)
 
@@ -282,7 +286,7 @@ class LiveOrigin:
                     fps=st.fps,
                     width=st.width,
                     height=st.height,
-                    viewers=st.viewers,
+                    viewers=st.viewers + (self.views.viewers(s.name) if self.views else 0),
                 )
             )
         return out
@@ -362,7 +366,9 @@ def run(conf: Settings, stop: threading.Event) -> None:
     heal.check_once()  # the first heartbeat already knows
     threading.Thread(target=heal.run, args=(stop,), daemon=True, name="heal").start()
     janitor = Janitor(conf)
-    origin = LiveOrigin(conf)
+    # who fetches this origin's live playlists: viewers and watched renditions
+    views = liveviews.start(conf, stop)
+    origin = LiveOrigin(conf, views)
     # a live origin's recordings and snapshots, each in its own thread: an upload or an
     # ffmpeg run never delays a heartbeat
     tasks: list[tuple[str, Callable[[], object]]] = []
@@ -372,7 +378,7 @@ def run(conf: Settings, stop: threading.Event) -> None:
         tasks.append(("live-snap", livesnaps.LiveSnapshots(conf).round))
     # dual hot streams: a primary that ended here is fed from its backup, at once
     liverelay.start(conf, stop, LiveOrigin(conf).moderation)
-    transcoder = livetranscode.start(conf, stop)
+    transcoder = livetranscode.start(conf, views)
     if transcoder is not None:
         tasks.append(("live-transcode", transcoder.round))
     for name, task in tasks:
@@ -381,6 +387,8 @@ def run(conf: Settings, stop: threading.Event) -> None:
     while not stop.is_set():
         if time.monotonic() >= next_sweep:
             janitor.sweep()
+            if views is not None:
+                views.sweep()
             next_sweep = time.monotonic() + 60
         payload = report(conf, heal, origin.sessions())
         threads = [threading.Thread(target=link.beat, args=(payload,)) for link in links]

@@ -151,11 +151,14 @@ class Settings:
     live_snapshot_keep: int = field(default=86400, metadata=_positive())
     # Origins: live transcoding on demand (``livetranscode``). The agent writes a wanted
     # rendition's HLS into LIVE_RENDITIONS_DIR (the node's nginx serves it to the edges)
-    # and hears of the fetches of its playlist on LIVE_VIEWS_PORT (loopback UDP, the node
-    # nginx's syslog lines); a rendition unfetched for LIVE_TRANSCODE_IDLE seconds stops.
+    # and hears of the fetches of its playlists on LIVE_VIEWS_PORT (UDP, nginx's syslog
+    # lines: the node's own on loopback, the edges' from LIVE_VIEWS_FROM, their addresses,
+    # which also makes the port listen beyond loopback); a rendition unfetched for
+    # LIVE_TRANSCODE_IDLE seconds stops. The edges' lines also count the HLS viewers.
     # Trackers: how long a viewer's play waits for a starting rendition's first segment.
     live_renditions_dir: str = ""
     live_views_port: int = field(default=0, metadata=_not_negative())
+    live_views_from: list[str] = field(default_factory=list)
     live_transcode_idle: int = field(default=30, metadata=_positive())
     live_transcode_wait: float = field(default=10.0, metadata=_positive())
 

@@ -147,7 +147,11 @@ class LiveSession(BaseModel):
     fps: float = 0.0
     width: int = 0
     height: int = 0
-    viewers: int = Field(default=0, description="players on the origin (edges' relays)")
+    viewers: int = Field(
+        default=0,
+        description="HLS viewers through the edges (play sessions that fetched a playlist in"
+        " the last 5 s) and RTMP players from other hosts (an edge's pull counts one)",
+    )
 
 
 class LiveEvent(Body):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -45,12 +46,12 @@ from .contract import (
 from .db import transaction
 from .errors import APIError
 from .liveregistry import Entry, LiveTable
+from .livesessions import LOOPBACK
 from .nodes import ACTIVE, OFFLINE, Node, NodeTable
 from .signing import node_key
 
 bp = Blueprint("live", __name__)
 
-LOOPBACK = ("127.0.0.1", "::1")
 # How long the registry keeps an ended session (for "ended" answers and the last figures).
 ENDED_KEPT = 86400.0
 
@@ -433,7 +434,13 @@ def _hls_url(app: str, stream: str, entry: Entry, rendition: str | None = None) 
     obj = f"/{entry.node_id}/{rendition or streamkeys.rtmp_name(app, stream)}"
     prefix = conf["LIVE_HLS_PREFIX"]
     token = links.token(conf["LINK_KEY"], prefix + obj, expires)
-    return {"url": f"{_edge(app, stream)}{prefix}/{token}/{expires}{obj}/index.m3u8", "expires": expires}
+    # v=: this play's viewer session, which the player keeps on its playlist reloads and
+    # the edges report to the origin, where distinct ones are counted (``liveviews``)
+    session = secrets.token_urlsafe(12)
+    return {
+        "url": f"{_edge(app, stream)}{prefix}/{token}/{expires}{obj}/index.m3u8?v={session}",
+        "expires": expires,
+    }
 
 
 @bp.get("/live/<app>/<path:leaf>")

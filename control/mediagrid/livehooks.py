@@ -28,11 +28,10 @@ from flask.typing import ResponseReturnValue
 from . import liverecord, liverelay, livesessions, livestore, nodeclient, streamkeys
 from .contract import LiveEvent, LiveSession, answers, api
 from .errors import APIError
+from .livesessions import LOOPBACK
 from .web import settings
 
 bp = Blueprint("livehooks", __name__)
-
-LOOPBACK = ("127.0.0.1", "::1")
 
 
 def _from_nginx() -> None:

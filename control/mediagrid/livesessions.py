@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+LOOPBACK = ("127.0.0.1", "::1")  # the node itself: its nginx-rtmp hooks, its own ffmpeg
+
 # nginx-rtmp's client ids are decimal counters
 _CLIENT_RE = re.compile(r"[0-9]{1,20}")
 
@@ -197,7 +199,9 @@ def parse_stat(xml: str | bytes, application: str = "live") -> dict[str, Stat]:
                 fps=round(_num(video, "frame_rate"), 2),
                 width=int(_num(video, "width")),
                 height=int(_num(video, "height")),
-                viewers=len(clients) - 1,
+                # players from other hosts: an edge's pull, a relay (ffmpeg on loopback is
+                # this node's own: snapshots, transcodes)
+                viewers=sum(c is not publisher and c.findtext("address") not in LOOPBACK for c in clients),
                 video=bool(stream.findtext("meta/video/codec")),
                 audio=bool(stream.findtext("meta/audio/codec")),
                 bw_video=int(_num(stream, "bw_video")),

@@ -12,11 +12,12 @@ while somebody watches it.
   is refused (``no_capacity``). An admitted rendition is one ffmpeg that plays the stream
   from nginx-rtmp on loopback and writes HLS (1 s segments, a 4 s playlist) into
   LIVE_RENDITIONS_DIR, which the node's nginx serves to the edges with the source's HLS.
-- Watching is seen where it costs nothing: the origin's nginx logs each fetch of a
-  rendition's playlist (at most one per edge per playlist lifetime, behind the edges'
-  caches) as a syslog line to the agent on loopback (UDP, LIVE_VIEWS_PORT). A rendition
-  nobody fetched for LIVE_TRANSCODE_IDLE seconds (30) is stopped, its row and files
-  removed; so is one whose source stream ended (ffmpeg sees the end of its input).
+- Watching is seen where it costs nothing (``liveviews``): nginx's access log lines for
+  the rendition's playlist, from the origin's own nginx (the edges' cache fetches) and
+  from the edges (each viewer's fetch), sent to the agent as syslog over UDP
+  (LIVE_VIEWS_PORT). A rendition nobody fetched for LIVE_TRANSCODE_IDLE seconds (30) is
+  stopped, its row and files removed; so is one whose source stream ended (ffmpeg sees
+  the end of its input).
 
 Python decides and records; nginx-rtmp and ffmpeg carry the media.
 """
@@ -26,9 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import pymysql
 from . import daemon, jobs, ladder, livesessions, streamkeys
 from .config import Settings
 from .db import LazyDB
+from .liveviews import Views
 from .worker import encode_cores
 
 log = logging.getLogger("mediagrid.livetranscode")
@@ -49,7 +49,6 @@ SEGMENT = 1  # seconds, as nginx-rtmp cuts the source
 PLAYLIST = 4  # segments a rendition's playlist lists
 REFUSED_KEPT = 60  # seconds a refused rendition's row stays
 STOP_WAIT = 5.0  # seconds ffmpeg has to finish after SIGTERM before it is killed
-VIEW_TAG = "mgviews"  # the syslog tag the origin's nginx gives the lines (rtmp.conf.j2)
 
 
 def rendition_name(app: str, stream: str, rung: str) -> str:
@@ -123,48 +122,6 @@ def running(cur: Any, app: str, stream: str) -> list[str]:
 
 
 # -- the origin's side ---------------------------------------------------------------------
-
-
-class Views:
-    """The origin nginx's syslog lines for rendition playlist fetches, received on loopback
-    UDP: the last time each rendition was fetched (monotonic seconds)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.settimeout(1.0)
-
-    def note(self, datagram: bytes) -> str | None:
-        """Record one line (``<pri>... mgviews: <name>``); the rendition it names, or None."""
-        text = datagram.decode("ascii", "replace")
-        _, tag, rest = text.partition(f"{VIEW_TAG}: ")
-        name = rest.strip()
-        if not tag or not name or "/" in name or len(name) > 200:
-            return None
-        with self._lock:
-            self._seen[name] = time.monotonic()
-        return name
-
-    def serve(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.note(self.sock.recv(2048))
-            except TimeoutError:
-                continue
-            except OSError as err:
-                log.warning("views socket: %s", err)
-                stop.wait(1.0)
-
-    def last(self, name: str) -> float | None:
-        with self._lock:
-            return self._seen.get(name)
-
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._seen.pop(name, None)
 
 
 @dataclass
@@ -356,19 +313,14 @@ class LiveTranscoder:
             self._stop(name, "the agent stops", keep_output=True)
 
 
-def start(conf: Settings, stop: threading.Event) -> LiveTranscoder | None:
-    """The agent's live transcodes and their views listener, when this node is an origin
-    with LIVE_RENDITIONS_DIR; None otherwise."""
+def start(conf: Settings, views: Views | None) -> LiveTranscoder | None:
+    """The agent's live transcodes, when this node is an origin with LIVE_RENDITIONS_DIR;
+    None otherwise, and when LIVE_VIEWS_PORT is set but its listener could not start
+    (without the fetches, a watched rendition would be stopped as unwatched)."""
     if not (conf.live_renditions_dir and conf.live_sessions_dir and conf.rtmp_url):
         return None
+    if conf.live_views_port and views is None:
+        log.error("no live transcodes: the views listener is not running")
+        return None
     os.makedirs(conf.live_renditions_dir, exist_ok=True)
-    views: Views | None = None
-    if conf.live_views_port:
-        try:
-            views = Views(conf.live_views_port)
-        except OSError as err:
-            # without the fetches, a watched rendition would be stopped as unwatched
-            log.error("no live transcodes: no UDP 127.0.0.1:%d: %s", conf.live_views_port, err)
-            return None
-        threading.Thread(target=views.serve, args=(stop,), daemon=True, name="live-views").start()
     return LiveTranscoder(conf, views)

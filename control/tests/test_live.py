@@ -7,6 +7,7 @@ from __future__ import annotations
 import calendar
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from mediagrid import links
+from mediagrid import links, liveviews
 from mediagrid.client import Client, MediagridError
 from mediagrid_dev import DevCluster
 from mediagrid_dev.live import idle_publisher, publishing, refused
@@ -79,6 +80,33 @@ def test_publish_play_and_end_on_loopback(live: DevCluster, client: Client) -> N
     assert (gone.status_code, gone.json()["error"]["code"]) == (404, "stream_offline")
     codes = {e["code"] for e in client.live_events("cam1") if e["event"] == "refused"}
     assert {"already_live", "missing_key", "malformed_key"} <= codes
+
+
+def test_viewers_are_the_play_sessions_fetching_the_playlist(live: DevCluster, client: Client) -> None:
+    """Each play through the tracker's redirect is one viewer while its player fetches the
+    playlist from the edge (cache hits count too); one who stops leaves the count."""
+    got = client.live_publish("crowd1", "alice")
+    with publishing(got["publish"]["primary"]["url"]):
+        until(lambda: state(client, "crowd1") == "live", 10)
+        plays = [requests.get(got["play"]["hls"], allow_redirects=False, timeout=10) for _ in range(3)]
+        edges = [p.headers["Location"] for p in plays]
+        assert len({urlsplit(e).query for e in edges}) == 3  # a session for each play
+        until(lambda: "#EXTINF" in requests.get(edges[0], timeout=10).text, 10)
+        counts: list[int] = []
+
+        def watched_by(players: list[str], viewers: int) -> bool:
+            for edge in players:
+                requests.get(edge, timeout=10).raise_for_status()
+            counts.append(int(client.live_stream("crowd1")["viewers"]))
+            time.sleep(0.4)
+            return counts[-1] == viewers
+
+        until(lambda: watched_by(edges, 3), 10)
+        assert max(counts) == 3, counts
+        counts.clear()
+        until(lambda: watched_by(edges[:1], 1), liveviews.WINDOW + 5)  # two players stop
+        assert min(counts) >= 1 and max(counts) <= 3, counts
+    until(lambda: state(client, "crowd1") == "ended", 10)
 
 
 def test_play_errors(live: DevCluster, client: Client) -> None:
@@ -148,6 +176,16 @@ def test_names_that_are_no_stream_are_refused_and_logged(
     assert state(client, "named") == "idle"
 
 
+def _drain(sock: socket.socket) -> None:
+    """Read what nginx-rtmp says until it closes the connection (5 s at most)."""
+    sock.settimeout(5)
+    try:
+        while sock.recv(4096):
+            pass
+    except (TimeoutError, ConnectionResetError):
+        pass
+
+
 def test_audio_only_and_garbage_publishers(live: DevCluster, client: Client) -> None:
     """Audio alone is a live stream without a picture; a client that speaks no RTMP is
     closed by nginx-rtmp and leaves nothing behind; the other streams go on."""
@@ -163,16 +201,9 @@ def test_audio_only_and_garbage_publishers(live: DevCluster, client: Client) -> 
         until(lambda: (client.live_stream("radio")["ingest"] or {}).get("bitrate", 0) > 0, 10)
         assert client.live_stream("radio")["ingest"]["width"] == 0
         # garbage on the RTMP port: closed, no session, the audio stream still live
-        import socket
-
         with socket.create_connection((host, port), timeout=5) as sock:
             sock.sendall(os.urandom(4096))
-            sock.settimeout(5)
-            try:
-                while sock.recv(4096):
-                    pass
-            except (TimeoutError, ConnectionResetError):
-                pass
+            _drain(sock)
         assert state(client, "radio") == "live"
         assert "radio" in [s["stream"] for s in client.live_streams() if s["state"] == "live"]
     finally:
@@ -198,6 +229,17 @@ def _duration(url: str) -> float:
 
 def _parts(client: Client, user: str, stream: str) -> list[dict[str, Any]]:
     return [f for f in client.list(user) if f["file_id"].startswith(f"{stream}-")]
+
+
+def _parts_left(live: DevCluster, stream: str) -> list[str]:
+    """The parts of ``stream`` being written or waiting for the agent on any origin."""
+    left = []
+    for node in live.storage_nodes.values():
+        root = node["live_record_dir"]
+        ready = os.path.join(root, "ready")
+        left += [p for p in os.listdir(root) if f".{stream}-" in p]
+        left += [p for p in os.listdir(ready) if stream in p] if os.path.isdir(ready) else []
+    return left
 
 
 def test_recording_becomes_files_and_snapshots_are_listed(live: DevCluster, client: Client) -> None:
@@ -227,13 +269,7 @@ def test_recording_becomes_files_and_snapshots_are_listed(live: DevCluster, clie
 
     # nothing is left on the origins: the backup's parts were dropped (by its agent, within
     # a round or two of the end), the others stored
-    def left(root: str) -> list[str]:
-        ready = os.path.join(root, "ready")
-        waiting = os.listdir(ready) if os.path.isdir(ready) else []
-        return [p for p in os.listdir(root) if p.endswith(".flv")] + waiting
-
-    roots = [str(node["live_record_dir"]) for node in live.storage_nodes.values()]
-    until(lambda: not any(left(root) for root in roots), 10)
+    until(lambda: not _parts_left(live, "rec1"), 10)
 
 
 def test_an_unrecorded_stream_leaves_no_part(live: DevCluster, client: Client) -> None:
@@ -245,11 +281,7 @@ def test_an_unrecorded_stream_leaves_no_part(live: DevCluster, client: Client) -
     time.sleep(2)
     assert not _parts(client, "alice", "norec")
     assert client.live_snapshots("norec") == []
-    for node in live.storage_nodes.values():
-        root = node["live_record_dir"]
-        ready = os.path.join(root, "ready")
-        assert not [p for p in os.listdir(root) if ".norec-" in p]
-        assert not os.path.isdir(ready) or not [p for p in os.listdir(ready) if "norec" in p]
+    assert not _parts_left(live, "norec")
 
 
 def test_a_picture_over_the_limit_is_dropped_and_logged(live: DevCluster, client: Client) -> None:
@@ -275,17 +307,6 @@ def test_a_picture_over_the_limit_is_dropped_and_logged(live: DevCluster, client
         until(lambda: state(client, "small") == "live", 10)
 
 
-def _parts_left(live: DevCluster, stream: str) -> list[str]:
-    """The parts of ``stream`` being written or waiting for the agent on any origin."""
-    left = []
-    for node in live.storage_nodes.values():
-        root = node["live_record_dir"]
-        ready = os.path.join(root, "ready")
-        left += [p for p in os.listdir(root) if f".{stream}-" in p]
-        left += [p for p in os.listdir(ready) if stream in p] if os.path.isdir(ready) else []
-    return left
-
-
 def test_a_publisher_that_sends_nothing_is_dropped_and_logged(live: DevCluster, client: Client) -> None:
     """A client that connects and publishes with a good key but sends no media: its
     origin's agent drops it (before nginx-rtmp's own 5 s idle drop, which has no code),
@@ -294,12 +315,7 @@ def test_a_publisher_that_sends_nothing_is_dropped_and_logged(live: DevCluster, 
     with idle_publisher(got["publish"]["primary"]["url"]) as sock:
         until(lambda: "publish" in [e["event"] for e in client.live_events("mute")], 10)
         took = until(lambda: "no_media" in [e["code"] for e in client.live_events("mute")], 10)
-        sock.settimeout(5)
-        try:
-            while sock.recv(4096):  # nginx-rtmp's answers, then its close
-                pass
-        except (TimeoutError, ConnectionResetError):
-            pass
+        _drain(sock)
     assert took <= 5
     until(lambda: state(client, "mute") != "live", 10)
     until(lambda: not _parts_left(live, "mute"), 20)
@@ -457,7 +473,7 @@ def _last_break(playlist: str) -> tuple[int, list[str]]:
     if not breaks or not segments or segments[0] > breaks[-1]:
         return -1, []
     after = [i for i in segments if i > breaks[-1]]
-    first = int(playlist.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+    first = _sequence(playlist)
     return first + len(segments) - len(after), [lines[i] for i in after]
 
 
@@ -477,8 +493,8 @@ def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster,
         took = until(lambda: _last_break(requests.get(edge, timeout=10).text)[1], 6)
         print(f"\nfirst relayed segment listed {took:.2f} s after the kill")
         after = requests.get(edge, timeout=10).text
-        sequence = int(after.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
-        assert sequence >= int(before.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+        sequence = _sequence(after)
+        assert sequence >= _sequence(before)
         shown = client.live_stream("hot1")
         assert (shown["state"], shown["origin"]) == ("live", primary["node_id"])
         assert "relay" in [e["event"] for e in client.live_events("hot1")]

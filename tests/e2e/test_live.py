@@ -78,10 +78,20 @@ def test_publish_register_play_and_end(lab: Lab, client: Client) -> None:
         )
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
         edge = resp.headers["Location"]
-        assert "/lhls/" in edge and edge.endswith("/index.m3u8")
+        assert "/lhls/" in edge and urlsplit(edge).path.endswith("/index.m3u8")
         playlist, _ = wait_for(
             lambda: (r := requests.get(edge, timeout=10)).status_code == 200 and "#EXTINF" in r.text and r, 15
         )
+        # two plays fetching the playlist through the edge are two viewers: the edge tells
+        # the origin's agent of each fetch, the agent counts the play sessions
+        other = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
+
+        def viewers() -> int:
+            for player in (edge, other):
+                requests.get(player, timeout=10).raise_for_status()
+            return int(state(client, stream)["viewers"])
+
+        wait_for(lambda: viewers() == 2, 10, every=0.4)
         assert playlist.headers["Content-Type"] == "application/vnd.apple.mpegurl"
         segment = (
             edge.rsplit("/", 1)[0] + "/" + [ln for ln in playlist.text.splitlines() if ln.endswith(".ts")][-1]
@@ -315,9 +325,13 @@ def test_dual_hot_the_player_keeps_playing_through_the_primary_s_death(lab: Lab,
         encoder.start()
         try:
             wait_for(lambda: state(client, stream).get("backup") == got["publish"]["backup"]["node_id"], 20)
-            windows = freezes(
-                page, front_spki_hashes(), [("kill", encoder.kill), ("return", encoder.start)], 10
-            )
+            watching: list[int] = []  # the registry's viewers as the kill comes: the page
+
+            def kill() -> None:
+                watching.append(int(state(client, stream)["viewers"]))
+                encoder.kill()
+
+            windows = freezes(page, front_spki_hashes(), [("kill", kill), ("return", encoder.start)], 10)
             shown = state(client, stream)
             events = [e["event"] for e in client.live_events(stream)]
         finally:
@@ -325,6 +339,8 @@ def test_dual_hot_the_player_keeps_playing_through_the_primary_s_death(lab: Lab,
     figures = {w.label: w.__dict__ for w in windows}
     record("live_dual_hot", figures)
     assert shown["origin"] == primary["node_id"] and "relay" in events
+    # hls.js reloads the playlist from the edge URL the redirect gave it: one viewer session
+    assert watching == [1], watching
     # the primary's death: the player goes on (bench l5 holds it to 1 s over 5 kills)
     kill = figures["kill"]
     assert kill["fatal"] == 0 and kill["advanced_s"] >= 7 and kill["freeze_s"] <= 2.0, figures

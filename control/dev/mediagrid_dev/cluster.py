@@ -221,6 +221,10 @@ class DevCluster:
             "nginx_rtmp_port": self.front_rtmp_port,
             "nginx_rtmp_stat_port": self.front_rtmp_stat_port,
             "nginx_live_origins": {n: f"127.0.0.1:{i['port']}" for n, i in self.storage_nodes.items()},
+            # each viewer's playlist fetch, told to its origin's agent (its viewer count)
+            "nginx_live_views": {
+                n: f"127.0.0.1:{i['live_views_port']}" for n, i in self.storage_nodes.items()
+            },
         }
         s["nginx-front"] = nginx.node("front", "front", self.front_port, front)
         s["rtmp-front"] = nginx.rtmp("front", self.front_rtmp_port, front)

@@ -5,17 +5,19 @@ from pathlib import Path
 from mediagrid import livesessions
 from mediagrid.livesessions import Session
 
-# nginx-rtmp 1.2.2's rtmp_stat for one publisher (ffmpeg) and one player, trimmed
+# nginx-rtmp 1.2.2's rtmp_stat for one publisher (ffmpeg), an edge's pull and a player on
+# loopback (the node's own ffmpeg: a snapshot), trimmed
 STAT = b"""<?xml version="1.0" encoding="utf-8" ?>
 <rtmp><nginx_version>1.22.1</nginx_version><server><application><name>live</name><live>
 <stream><name>demo.cam1</name><time>5735</time><bw_in>0</bw_in><bytes_in>142387</bytes_in>
 <client><id>2</id><address>127.0.0.1</address><time>1670</time><flashver>LNX 9</flashver><active/></client>
+<client><id>3</id><address>10.77.0.11</address><time>1600</time><flashver>LNX.11,1,102,55</flashver><active/></client>
 <client><id>1</id><address>127.0.0.1</address><time>5911</time><flashver>FMLE/3.0</flashver><publishing/><active/></client>
 <meta><video><width>320</width><height>240</height><frame_rate>25</frame_rate><codec>H264</codec></video>
-<audio><codec>AAC</codec></audio></meta><nclients>2</nclients><publishing/><active/></stream>
+<audio><codec>AAC</codec></audio></meta><nclients>3</nclients><publishing/><active/></stream>
 <stream><name>demo.idle</name><time>10</time><bw_in>0</bw_in><bytes_in>0</bytes_in>
 <client><id>7</id><address>10.0.0.9</address><time>10</time><active/></client><nclients>1</nclients></stream>
-<nclients>3</nclients></live></application>
+<nclients>4</nclients></live></application>
 <application><name>other</name><live><stream><name>x.y</name><time>1</time>
 <client><id>9</id><publishing/></client></stream></live></application></server></rtmp>"""
 

@@ -56,7 +56,9 @@ EXPECTED = {
         ("nginx", "0.0.0.0", 8443),
         ("nginx", "0.0.0.0", 1935),  # RTMP publishers and the edges' pulls (a live origin)
         ("nginx", "127.0.0.1", 8019),  # nginx-rtmp's statistics, for the agent
-        ("mediagrid-agent", "127.0.0.1", 8018),  # nginx's lines on live renditions' fetches (UDP)
+        # nginx's lines on live playlists' fetches (UDP): the node's own on loopback, each
+        # viewer's from the edges (the agent takes lines from their addresses only)
+        ("mediagrid-agent", "0.0.0.0", 8018),
         ("gunicorn", "127.0.0.1", 8010),
         ("glusterd", "0.0.0.0", 24007),
         ("glusterfsd", "0.0.0.0", GLUSTER_BRICK_PORTS),

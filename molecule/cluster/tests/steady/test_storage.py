@@ -2,7 +2,7 @@
 
 import pytest
 
-from lab import MEDIA_ROOT
+from lab import ADDRESSES, FRONT, MEDIA_ROOT
 
 testinfra_hosts = ["ansible://storage"]
 
@@ -79,14 +79,16 @@ def test_recordings_are_nginx_s_and_the_services_group_s(host):
 
 def test_live_renditions_are_the_agent_s_and_served_to_the_edges_only(host):
     # the agent's ffmpeg writes the renditions it transcodes on demand; nginx's workers
-    # read them through the group; the agent hears of playlist fetches on loopback UDP
+    # read them through the group; the agent hears of playlist fetches over UDP: its nginx's
+    # on loopback, each viewer's from the edges, whose addresses alone it takes lines from
     out = host.file("/var/lib/mediagrid-live/renditions")
     assert (out.user, out.group, out.mode) == ("mediagrid", "www-data", 0o2750)
     config = host.file("/etc/mediagrid/agent.toml").content_string
     assert 'LIVE_RENDITIONS_DIR = "/var/lib/mediagrid-live/renditions"' in config
     assert "LIVE_VIEWS_PORT = 8018" in config and "WORKER_BUDGET" in config
-    assert host.socket("udp://127.0.0.1:8018").is_listening
-    assert not host.socket("udp://0.0.0.0:8018").is_listening
+    assert host.socket("udp://0.0.0.0:8018").is_listening
+    edges = ", ".join(f'"{ADDRESSES[name]}"' for name in FRONT)
+    assert f"LIVE_VIEWS_FROM = [{edges}]" in config
     site = host.file("/etc/nginx/sites-enabled/mediagrid-storage.conf").content_string
     assert "syslog:server=127.0.0.1:8018,tag=mgviews" in site
     # a rendition that does not run is not found; nothing outside the folder is reachable
