@@ -30,6 +30,7 @@ log = logging.getLogger("mediagrid.liveviews")
 
 TAG = "mgviews"  # the syslog tag both nginx sites give the lines
 WINDOW = 5.0  # seconds a viewer's last playlist fetch counts (players reload every 1 s)
+SEEN_KEPT = 600.0  # seconds a playlist name's last fetch is kept (for ``livetranscode``)
 MAX_SESSIONS = 100_000  # sessions held at most; more are not counted (a flood, not viewers)
 _RUNG_RE = re.compile(r"[0-9]{3,4}p")
 _SESSION_RE = re.compile(r"[A-Za-z0-9_-]{8,32}")
@@ -112,9 +113,13 @@ class Views:
             return len(sessions)
 
     def sweep(self) -> None:
-        """Let go of the sessions of streams nobody asks about (ended ones)."""
+        """Let go of the sessions of streams nobody asks about (ended ones), and of names
+        not fetched for :data:`SEEN_KEPT` seconds."""
+        cutoff = time.monotonic() - SEEN_KEPT
         with self._lock:
             streams = list(self._sessions)
+            for name in [n for n, at in self._seen.items() if at < cutoff]:
+                del self._seen[name]
         for stream in streams:
             self.viewers(stream)
 

@@ -57,6 +57,10 @@ def test_a_session_not_seen_for_the_window_is_let_go(
     now[0] += liveviews.WINDOW
     views.sweep()
     assert views.viewers("demo.cam1") == 0 and not views._sessions
+    assert views.last("demo.cam1") is not None  # kept a while for the transcodes
+    now[0] += liveviews.SEEN_KEPT
+    views.sweep()
+    assert views.last("demo.cam1") is None
 
 
 def test_sessions_past_the_bound_are_not_counted(
