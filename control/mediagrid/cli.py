@@ -259,6 +259,7 @@ def cmd_live(c: Client, a: argparse.Namespace) -> int:
                 print(
                     f"{s['stream']:<24} {s['state']:<6} {s['origin'] or '-':<8} {s['backup'] or '-':<8}"
                     f" {ingest.get('bitrate', 0) / 1e6:6.2f} Mbit/s {ingest.get('fps', 0):5.1f} fps"
+                    f" {s.get('viewers', 0):5d} viewers"
                 )
             return 0
     elif a.action == "show":

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,11 @@ def test_viewers_are_the_play_sessions_fetching_the_playlist(live: DevCluster, c
 
         until(lambda: watched_by(edges, 3), 10)
         assert max(counts) == 3, counts
+        # as the README's `mediagrid live ls` shows it
+        env = {**os.environ, "MEDIAGRID_CLIENT_CONFIG": str(live.root / "client.toml")}
+        cli = [sys.executable, "-m", "mediagrid.cli", "live", "ls"]
+        listed = subprocess.run(cli, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+        assert [ln.split()[-2:] for ln in listed if ln.startswith("crowd1 ")] == [["3", "viewers"]]
         counts.clear()
         until(lambda: watched_by(edges[:1], 1), liveviews.WINDOW + 5)  # two players stop
         assert min(counts) >= 1 and max(counts) <= 3, counts
