@@ -198,6 +198,9 @@ def next_seq() -> int:
     return _last_seq
 
 
+STAT_LOST = 3.0  # seconds without nginx-rtmp's statistics after which it carries nothing
+
+
 class LiveOrigin:
     """This origin's live sessions for the heartbeat: the shim's sessions nginx-rtmp still has
     a publisher for, with its figures; their viewers are its RTMP players from other hosts
@@ -213,6 +216,7 @@ class LiveOrigin:
         self.views = views
         self.http = requests.Session()
         self._db = LazyDB(conf)
+        self._stat_read = time.monotonic()  # when nginx-rtmp's statistics last answered
 
     def moderation(self, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
         try:
@@ -247,7 +251,9 @@ class LiveOrigin:
 
     def sessions(self) -> list[LiveSession] | None:
         """None when nginx-rtmp's statistics cannot be read (the trackers keep what they had:
-        a slow read must not end a stream)."""
+        a slow read must not end a stream), none at all once they have not been read for
+        STAT_LOST seconds: an nginx-rtmp that died carries no stream, though this agent
+        still heartbeats for the node."""
         conf = self.conf
         if not conf.rtmp_stat_url or not conf.live_sessions_dir:
             return []
@@ -257,7 +263,8 @@ class LiveOrigin:
             stats = livesessions.parse_stat(resp.content)
         except (requests.RequestException, ValueError) as err:  # ET.ParseError is a ValueError
             log.warning("cannot read nginx-rtmp statistics at %s: %s", conf.rtmp_stat_url, err)
-            return None
+            return [] if time.monotonic() - self._stat_read > STAT_LOST else None
+        self._stat_read = time.monotonic()
         live = livesessions.live(Path(conf.live_sessions_dir), stats)
         verdicts = self.moderation([s.kid for s, _ in live]) if live else {}
         out = []

@@ -347,3 +347,34 @@ def test_dual_hot_the_player_keeps_playing_through_the_primary_s_death(lab: Lab,
     # its return is recorded, not held to a bound: the relay is dropped when the encoder
     # connects, before its first keyframe is out (up to 2.1 s of freeze seen in l5)
     assert events.index("publish") < events.index("relay")  # newest first: taken back
+
+
+def test_an_origin_s_death_the_player_page_goes_on_from_the_backup(lab: Lab, client: Client) -> None:
+    """Flow 8, an origin's death, as far as it is built: the primary's origin freezes
+    (docker pause) while headless Chromium plays the stream on the player page. The edge
+    answers the playlist with an error within 2 s, hls.js gives up on it, and the page asks
+    the play URL again until the registry has dropped the dead origin and it leads to the
+    backup's. The freeze is recorded (drills.json ``live_origin_death``): it is the
+    registry's and hls.js's seconds, not the 1 s flow 8 asks for (docs/architecture.md)."""
+    stream = new_stream()
+    got = client.live_publish(stream, "alice")
+    node, backup = got["publish"]["primary"]["node_id"], got["publish"]["backup"]["node_id"]
+    page = f"{lab.url}/player/#src={quote(got['play']['hls'], safe='')}"
+    with (
+        publishing(got["publish"]["backup"]["url"], seconds=300),
+        publishing(got["publish"]["primary"]["url"], seconds=300),
+    ):
+        wait_for(lambda: state(client, stream).get("backup") == backup, 20)
+        try:
+            windows = freezes(page, front_spki_hashes(), [("death", lambda: docker("pause", node))], 30)
+            shown = state(client, stream)
+        finally:
+            docker("unpause", node)
+    lab.wait_states({node: "ACTIVE"}, 60)
+    death = windows[0].__dict__
+    record("live_origin_death", death)
+    assert shown["origin"] == backup, shown
+    # playing again, the backup's picture: a picture that never came back would have stood
+    # still for the whole window but the 1.5-2 s of buffer (the position starts afresh with
+    # the new playlist, so how far it moved says nothing)
+    assert death["freeze_s"] <= 20, death

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mediagrid import livesessions
+import pytest
+
+from mediagrid import agent, livesessions
+from mediagrid.config import Settings
 from mediagrid.livesessions import Session
 
 # nginx-rtmp 1.2.2's rtmp_stat for one publisher (ffmpeg), an edge's pull and a player on
@@ -64,3 +67,19 @@ def test_faults_are_read_from_what_nginx_rtmp_saw() -> None:
     assert livesessions.fault(stat(video=True, audio=True, age=11.0)) is None
     assert livesessions.fault(stat(video=True, audio=True, age=14.0))[0] == "no_video"  # type: ignore[index]
     assert livesessions.fault(stat(video=True, bw_video=5520, age=60.0, fps=0.0)) is None
+
+
+def test_an_nginx_rtmp_that_stays_silent_carries_no_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its statistics on a closed port: a read that fails is one slow read at first (the
+    # trackers keep what they had), then nginx-rtmp is taken for dead, with its streams
+    conf = Settings(
+        node_id="s1a", live_sessions_dir=str(tmp_path), rtmp_stat_url="http://127.0.0.1:9/rtmp-stat"
+    )
+    now = [1000.0]
+    monkeypatch.setattr("mediagrid.agent.time.monotonic", lambda: now[0])
+    origin = agent.LiveOrigin(conf)
+    assert origin.sessions() is None
+    now[0] += agent.STAT_LOST + 0.1
+    assert origin.sessions() == []

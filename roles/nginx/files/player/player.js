@@ -34,6 +34,7 @@
     autoLevel: true,
     errors: 0,
     fatal: 0, // of those, the ones hls.js could not get over
+    replays: 0, // a live stream played again after its origin stopped answering
     lastError: null, // hls.js's details of the last one
     refused: null,
     reports: 0,
@@ -49,6 +50,36 @@
   var playingAt = null; // when the first "playing" came, and the position then
   var playingFrom = 0;
   var stallStart = null;
+  var REPLAY_FOR_MS = 30000; // how long a live stream's play URL is asked again
+
+  // A live stream whose playlist stopped coming (its origin died, say): the play URL is
+  // asked again, once a second, until it leads to a playlist (the stream's backup origin,
+  // once the registry has dropped the dead one: docs/architecture.md), answers the
+  // tracker's JSON error (the stream ended), or REPLAY_FOR_MS has passed.
+  function replayLive(since) {
+    function later(why) {
+      if (performance.now() - since > REPLAY_FOR_MS) {
+        show("Playback failed: " + why + ".");
+        return;
+      }
+      setTimeout(function () { replayLive(since); }, 1000);
+    }
+    fetch(src.href, { cache: "no-store" }).then(function (resp) {
+      if (resp.ok) {
+        state.replays += 1;
+        message.hidden = true;
+        playWithHlsJs();
+        return;
+      }
+      var json = (resp.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+      if (json && resp.status >= 400 && resp.status < 500) {
+        return resp.json().then(function (body) {
+          show("Playback failed: " + ((body.error && body.error.code) || "HTTP " + resp.status) + ".");
+        });
+      }
+      later("HTTP " + resp.status);
+    }, function () { later("the network"); });
+  }
 
   // A random id for this page load: the view's reports update one row.
   function viewId() {
@@ -341,6 +372,12 @@
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !recovered) {
         recovered = true;
         hls.recoverMediaError();
+        return;
+      }
+      if (live && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        hls.destroy();
+        show("Reconnecting...");
+        replayLive(performance.now());
         return;
       }
       show("Playback failed: " + data.details + (data.response && data.response.code ? " (HTTP " + data.response.code + ")" : "") + ".");
