@@ -26,6 +26,11 @@ l5. dual hot streams (--only dualhot): a primary and a backup encoder publish; t
     page plays in headless Chromium while the primary encoder is killed and started again
     5 times, 8 s apart; the picture's position is sampled 20 times a second. Goal: the
     longest freeze after a kill at most 1 s, and no error hls.js cannot get over.
+l6. an origin's death (--only origindeath): the same two encoders; the primary's origin
+    is frozen (docker pause) 5 times, 15 s apart, and thawed 15 s later. The player page
+    moves to the backup's origin at the first playlist late from the edge, and back once
+    the registry leads to the primary's again. Goal: the longest freeze after a death at
+    most 1 s, no error hls.js cannot get over, every death and return a switch.
 
 ffmpeg publishes a 640x360 25 fps test pattern (1 s GOP) to the primary origin the tracker
 picks. Run it under the lab lock: `flock /tmp/mediagrid-lab.lock .venv/bin/python bench/live.py`.
@@ -57,11 +62,14 @@ from vod import page_first_frames
 
 from lab import BASE_PORT, SCRATCH, VIP, Node, admin_client, baseline_nginx, interleaved
 from mediagrid.client import Client
-from mediagrid_dev.live import publish_args
+from mediagrid_dev.browser import CHROMIUM, Window, chromium_args, freezes
+from mediagrid_dev.lab import front_spki_hashes
+from mediagrid_dev.live import Encoder, publish_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUBLISH = publish_args("640x360")
+SIZE = "640x360"
+PUBLISH = publish_args(SIZE)
 
 
 # the latency of the picture shown: the newest segment loaded ends at (its name + 1 s of
@@ -78,9 +86,6 @@ LATENCY_JS = """() => {
 
 def latencies(player: str, samples: int = 15) -> list[float]:
     from playwright.sync_api import sync_playwright
-
-    from mediagrid_dev.browser import CHROMIUM, chromium_args
-    from mediagrid_dev.lab import front_spki_hashes
 
     got: list[float] = []
     with sync_playwright() as pw:
@@ -217,40 +222,53 @@ def fan_out(client: Client, stream: str, play: str, viewers: int, seconds: float
           f" (goal 0.9x: {'met' if ratio >= 0.9 else 'missed'})")  # fmt: skip
 
 
-def dual_hot(client: Client, stream: str, got: dict[str, Any], kills: int) -> int:
-    from mediagrid_dev.browser import freezes
-    from mediagrid_dev.lab import front_spki_hashes
+def wait_backup(client: Client, stream: str) -> None:
+    deadline = time.monotonic() + 20
+    while client.live_stream(stream)["backup"] is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the stream never had its backup live")
+        time.sleep(0.2)
+    time.sleep(3)
 
-    def encoder(url: str) -> subprocess.Popen[bytes]:
-        argv = ["ffmpeg", "-nostdin", "-v", "error", *PUBLISH, "-t", "900", "-f", "flv", url]
-        return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
 
-    procs = [encoder(got["publish"]["backup"]["url"]), encoder(got["publish"]["primary"]["url"])]
-
-    def kill() -> None:
-        procs[-1].kill()
-        procs[-1].wait()
-
-    def back() -> None:
-        procs.append(encoder(got["publish"]["primary"]["url"]))
-
-    try:
-        deadline = time.monotonic() + 20
-        while client.live_stream(stream)["backup"] is None:
-            if time.monotonic() > deadline:
-                raise SystemExit("the stream never had its backup live")
-            time.sleep(0.2)
-        time.sleep(3)
-        player = f"https://{VIP}/player/#src={quote(got['play']['hls'], safe='')}"
-        events = [e for _ in range(kills) for e in (("kill", kill), ("return", back))]
-        windows = freezes(player, front_spki_hashes(), events, 8.0)
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
+def show(windows: list[Window], every: float) -> None:
     for w in windows:
         print(f"   {w.label:6} freeze {w.freeze_s:.2f} s, stalls {w.stalls} ({w.stall_s:.2f} s),"
-              f" fatal {w.fatal}, played {w.advanced_s:.1f} s of 8, last error {w.last_error}")  # fmt: skip
+              f" fatal {w.fatal}, switches {w.failovers}+{w.returns}, played {w.advanced_s:.1f} s"
+              f" of {every:.0f}, last error {w.last_error}")  # fmt: skip
+
+
+def play_through(
+    client: Client,
+    stream: str,
+    got: dict[str, Any],
+    encoders: list[Encoder],
+    cycle: tuple[tuple[str, Callable[[], None]], ...],
+    times: int,
+    every: float,
+    after: Callable[[], None] = lambda: None,
+) -> list[Window]:
+    """Start ``encoders`` (backup, primary); once the backup is live, play the page in
+    Chromium through ``cycle`` ``times`` over, ``every`` seconds apart; ``after``, then stop
+    the encoders."""
+    for one in encoders:
+        one.start()
+    try:
+        wait_backup(client, stream)
+        player = f"https://{VIP}/player/#src={quote(got['play']['hls'], safe='')}"
+        windows = freezes(player, front_spki_hashes(), [e for _ in range(times) for e in cycle], every)
+    finally:
+        after()
+        for one in encoders:
+            one.kill()
+    show(windows, every)
+    return windows
+
+
+def dual_hot(client: Client, stream: str, got: dict[str, Any], kills: int) -> int:
+    encoders = [Encoder(got["publish"][role]["url"], SIZE, 900) for role in ("backup", "primary")]
+    cycle = (("kill", encoders[1].kill), ("return", encoders[1].start))
+    windows = play_through(client, stream, got, encoders, cycle, kills, 8.0)
     killed = [w for w in windows if w.label == "kill"]
     longest = max(w.freeze_s for w in killed)
     fatal = sum(w.fatal for w in windows)
@@ -261,14 +279,42 @@ def dual_hot(client: Client, stream: str, got: dict[str, Any], kills: int) -> in
     return 0
 
 
+def origin_death(client: Client, stream: str, got: dict[str, Any], deaths: int) -> int:
+    node = got["publish"]["primary"]["node_id"]
+    # the primary connects again when its origin, back, resets its connection (as OBS does)
+    encoders = [
+        Encoder(got["publish"][role]["url"], SIZE, 900, reconnect=role == "primary")
+        for role in ("backup", "primary")
+    ]
+
+    def docker(verb: str) -> None:
+        subprocess.run(["docker", verb, node], check=False, capture_output=True, timeout=60)
+
+    cycle = (("death", lambda: docker("pause")), ("back", lambda: docker("unpause")))
+    windows = play_through(client, stream, got, encoders, cycle, deaths, 15.0, lambda: docker("unpause"))
+    died = [w for w in windows if w.label == "death"]
+    longest = max(w.freeze_s for w in died)
+    fatal = sum(w.fatal for w in windows)
+    switched = sum(w.failovers for w in died), sum(w.returns for w in windows if w.label == "back")
+    met = longest <= 1.0 and fatal == 0 and switched == (deaths, deaths)
+    print(f"l6. an origin's death: longest freeze over {len(died)} deaths of the primary's origin"
+          f" {longest:.2f} s (returns: {max(w.freeze_s for w in windows if w.label == 'back'):.2f} s),"
+          f" fatal errors {fatal}, switches away {switched[0]} and back {switched[1]} of {deaths}"
+          f" (goal 1 s, 0 and all: {'met' if met else 'missed'})")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--joins", type=int, default=20)
     parser.add_argument("--viewers", type=int, default=200, help="l3 and l4: viewers, wrk connections")
     parser.add_argument(
-        "--only", choices=["player", "fanout", "dualhot"], help="only l1-l2, only l3-l4, or only l5"
+        "--only",
+        choices=["player", "fanout", "dualhot", "origindeath"],
+        help="only l1-l2, only l3-l4, only l5 or only l6",
     )
     parser.add_argument("--kills", type=int, default=5, help="l5: kills of the primary encoder")
+    parser.add_argument("--deaths", type=int, default=5, help="l6: deaths of the primary's origin")
     parser.add_argument("--config", default=str(ROOT / "build" / "lab" / "client.toml"))
     args = parser.parse_args()
     client = admin_client(tomllib.loads(Path(args.config).read_text()))
@@ -276,6 +322,8 @@ def main() -> int:
     got = client.live_publish(stream, "bench")
     if args.only == "dualhot":
         return dual_hot(client, stream, got, args.kills)
+    if args.only == "origindeath":
+        return origin_death(client, stream, got, args.deaths)
     proc = subprocess.Popen(
         [
             "ffmpeg",

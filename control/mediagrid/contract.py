@@ -207,6 +207,14 @@ RENDITION = Field(
 
 class RenditionQuery(BaseModel):
     rendition: str = RENDITION
+    avoid: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="an origin (node id) not to play from: the stream's other live publisher"
+        " (dual hot streams), for a player whose origin stopped answering; 404 no_backup"
+        " when no other origin carries the stream live",
+    )
 
 
 class PlayQuery(RenditionQuery):

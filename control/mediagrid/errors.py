@@ -116,7 +116,7 @@ REGISTRY: tuple[ErrorCode, ...] = (
     ErrorCode("key_banned", 403, "a publish with a key an operator banned"),
     ErrorCode("already_live", 409, "a second publisher of the same stream and role on an origin"),
     ErrorCode("bad_relay", 403, "a relay publish an origin's agent did not start (dual hot streams)"),
-    ErrorCode("no_backup", 404, "an origin asked for a stream's backup to relay, and none is live"),
+    ErrorCode("no_backup", 404, "another origin of a stream was asked for (relay, avoid=) and none is live"),
     ErrorCode("unknown_rendition", 400, "a live rendition that is no ladder rung (`480p`, `360p`, ...)"),
     ErrorCode("no_capacity", 503, "a live rendition its origin has no room to transcode now (media budget)"),
     ErrorCode("rendition_starting", 503, "a live rendition whose first segment is not out yet: ask again"),

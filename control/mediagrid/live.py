@@ -382,9 +382,11 @@ def _edge(app: str, stream: str) -> str:
     return max(edges, key=lambda e: hashlib.sha256(f"{e}\n{name}".encode()).digest()).rstrip("/")
 
 
-def decide(app: str, stream: str) -> tuple[Entry, Node]:
+def decide(app: str, stream: str, avoid: str = "") -> tuple[Entry, Node]:
     """The live publisher a viewer of ``app``/``stream`` gets (the primary while it is live),
-    or 404 ``unknown_stream`` / ``stream_offline``."""
+    or 404 ``unknown_stream`` / ``stream_offline``. ``avoid``: one on another origin than
+    that, the registry's view of it notwithstanding (a player whose origin stopped
+    answering asks this before the registry knows), or 404 ``no_backup``."""
     entries = _live().entries(app, stream)
     nodes = _node_states()
     live = [e for e in entries if _is_live(e, nodes)]
@@ -392,6 +394,10 @@ def decide(app: str, stream: str) -> tuple[Entry, Node]:
         if not entries and livestore.stream(app, stream) is None:
             raise APIError(404, "unknown_stream", "no stream of that name in this app")
         raise APIError(404, "stream_offline", "the stream is not live")
+    if avoid:
+        live = [e for e in live if e.node_id != avoid]
+        if not live:
+            raise APIError(404, "no_backup", "no other origin carries the stream live")
     entry = next((e for e in live if e.role == "primary"), live[0])
     return entry, nodes[entry.node_id]
 
@@ -454,7 +460,7 @@ def play_redirect(app: str, leaf: str) -> ResponseReturnValue:
     _check_stream(stream)
     query = parse_query(PlayQuery)
     _check_play_token(app, stream, query.token)
-    entry, _ = decide(app, stream)
+    entry, _ = decide(app, stream, query.avoid)
     rendition = _rendition(app, stream, entry, query.rendition)
     resp = Response(status=302)
     resp.headers["Location"] = _hls_url(app, stream, entry, rendition)["url"]
@@ -470,8 +476,9 @@ def play(app: str, stream: str) -> ResponseReturnValue:
     names.check_app(app)
     _check_stream(stream)
     auth.require_app(app)
-    entry, node = decide(app, stream)
-    asked = parse_query(RenditionQuery).rendition
+    query = parse_query(RenditionQuery)
+    entry, node = decide(app, stream, query.avoid)
+    asked = query.rendition
     rendition = _rendition(app, stream, entry, asked)
     hls = _hls_url(app, stream, entry, rendition)
     cluster = request.host_url.rstrip("/")

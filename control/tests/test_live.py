@@ -67,6 +67,9 @@ def test_publish_play_and_end_on_loopback(live: DevCluster, client: Client) -> N
         assert requests.get(seg, timeout=10).status_code == 200
         again = requests.get(seg, timeout=10)
         assert again.headers.get("X-Cache-Status") == "HIT"
+        # a player whose origin stopped answering asks for another one (avoid=): none
+        alone = requests.get(play + f"&avoid={primary['node_id']}", allow_redirects=False, timeout=10)
+        assert (alone.status_code, alone.json()["error"]["code"]) == (404, "no_backup")
         # another publisher of the stream's primary, and keys that do not fit, are refused
         base = primary["url"].partition("?k=")[0]
         assert refused(primary["url"]) != 0
@@ -489,6 +492,11 @@ def test_a_dead_primary_is_fed_from_the_backup_then_taken_back(live: DevCluster,
     with publishing(backup["url"]), publishing(primary["url"]) as first:
         until(lambda: client.live_stream("hot1")["backup"] == backup["node_id"], 10)
         edge = requests.get(got["play"]["hls"], allow_redirects=False, timeout=10).headers["Location"]
+        # a player whose origin stopped answering asks for the stream's other one (avoid=)
+        for avoid, other in ((primary, backup), (backup, primary)):
+            asked = got["play"]["hls"] + f"&avoid={avoid['node_id']}"
+            then = requests.get(asked, allow_redirects=False, timeout=10)
+            assert f"/{other['node_id']}/" in then.headers["Location"]
         base = edge.rsplit("/", 1)[0] + "/"
         until(lambda: requests.get(edge, timeout=10).text.count("#EXTINF") >= 2, 10)
         before = requests.get(edge, timeout=10).text

@@ -32,7 +32,8 @@ def chromium_args(spki_hashes: Sequence[str] = (), extra: Sequence[str] = ()) ->
 _SAMPLE_JS = """() => {
   const v = document.querySelector("video");
   const p = window.mediagridPlayer;
-  return v && p ? [v.currentTime, p.stalls, p.stallMs, p.fatal, p.firstFrameMs !== null, p.lastError] : null;
+  return v && p ? [v.currentTime, p.stalls, p.stallMs, p.fatal, p.firstFrameMs !== null, p.lastError,
+                   p.failovers || 0, p.returns || 0] : null;
 }"""
 
 
@@ -47,6 +48,8 @@ class Window:
     fatal: int  # errors hls.js could not get over
     advanced_s: float  # how far the position moved over the window
     last_error: str | None  # hls.js's last error (fatal or not) by then
+    failovers: int  # live: the page moved to the stream's other origin (its own stopped answering)
+    returns: int  # live: ... and back, once the first origin carried the stream again
 
 
 def freezes(
@@ -91,6 +94,8 @@ def freezes(
                         int(done[3] - first[3]),
                         round(done[0] - first[0], 2),
                         done[5],
+                        int(done[6] - first[6]),
+                        int(done[7] - first[7]),
                     )
                 )
         finally:

@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -40,6 +41,61 @@ def publishing(url: str, seconds: int = 120, size: str = "320x240") -> Iterator[
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
         proc.wait(timeout=10)
+
+
+class Encoder:
+    """An ffmpeg publisher that can be killed and started again (a dual hot stream's primary
+    encoder). ``reconnect``: one that connects again a second after its connection dropped,
+    as OBS does, until it is killed (an origin that comes back gets its publisher back)."""
+
+    def __init__(self, url: str, size: str = "320x240", seconds: int = 300, reconnect: bool = False) -> None:
+        self.argv = [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            *publish_args(size),
+            "-t",
+            str(seconds),
+            "-f",
+            "flv",
+            url,
+        ]
+        self.reconnect = reconnect
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _spawn(self) -> bool:
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return True
+
+    def _again(self) -> None:
+        while self.proc is not None and self.proc.wait() is not None and not self._stop.wait(1.0):
+            if not self._spawn():
+                return
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._spawn()
+        if self.reconnect:
+            self._thread = threading.Thread(target=self._again, daemon=True)
+            self._thread.start()
+
+    def kill(self) -> None:
+        with self._lock:
+            self._stop.set()
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(10)
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
 
 
 def refused(url: str) -> int:

@@ -10,6 +10,10 @@
  * viewer saw (first-frame time, stalls, quality switches, errors) goes to the tracker's
  * POST /api/v1/qos after the first frame and again when the page goes away, under one
  * random view id, and is readable as window.mediagridPlayer.
+ *
+ * A live stream published twice (dual hot streams) goes on from its other origin when its
+ * own stops answering: a second hls.js warms up on the play URL with avoid=<that origin>
+ * in a video beside the first, and takes its place at its first frame (see "dual hot").
  */
 (function () {
   "use strict";
@@ -35,6 +39,10 @@
     errors: 0,
     fatal: 0, // of those, the ones hls.js could not get over
     replays: 0, // a live stream played again after its origin stopped answering
+    origin: null, // the origin (node id) of the live stream playing
+    failovers: 0, // live: switches to the stream's other origin (its own stopped answering)
+    returns: 0, // live: switches back once the other origin carries the stream again
+    slowed: 0, // live: times the picture played slower to get back to hls.js's target latency
     lastError: null, // hls.js's details of the last one
     refused: null,
     reports: 0,
@@ -46,7 +54,8 @@
   window.mediagridPlayer = state;
 
   var src = null; // the checked URL (a URL object)
-  var hls = null;
+  var hls = null; // the hls.js playing in `video`
+  var live = false; // src is a live stream's play URL
   var playingAt = null; // when the first "playing" came, and the position then
   var playingFrom = 0;
   var stallStart = null;
@@ -151,8 +160,12 @@
     }
   }
 
-  function watch() {
-    video.addEventListener("playing", function () {
+  // The events of the picture shown count; those of a standby warming up beside it do not.
+  function watch(el) {
+    el.addEventListener("playing", function () {
+      if (el !== video) {
+        return;
+      }
       endStall();
       if (state.firstFrameMs === null && playingAt === null) {
         playingAt = performance.now();
@@ -160,8 +173,8 @@
       }
     });
     // The first frame counts once the position moves: "playing" alone can precede it.
-    video.addEventListener("timeupdate", function () {
-      if (state.firstFrameMs === null && playingAt !== null && video.currentTime > playingFrom) {
+    el.addEventListener("timeupdate", function () {
+      if (el === video && state.firstFrameMs === null && playingAt !== null && video.currentTime > playingFrom) {
         state.firstFrameMs = Math.round(playingAt);
         report("first_frame");
         if (window.fetch) {
@@ -170,24 +183,27 @@
       }
     });
     // A stall: playback waits for data while it was playing (not a seek, not a pause).
-    video.addEventListener("waiting", function () {
-      if (state.firstFrameMs !== null && stallStart === null && !video.seeking && !video.paused) {
+    el.addEventListener("waiting", function () {
+      if (el === video && state.firstFrameMs !== null && stallStart === null && !video.seeking && !video.paused) {
         state.stalls += 1;
         stallStart = performance.now();
       }
     });
     ["seeking", "pause", "ended"].forEach(function (name) {
-      video.addEventListener(name, endStall);
+      el.addEventListener(name, function () {
+        if (el === video) {
+          endStall();
+        }
+      });
     });
-    video.addEventListener("error", function () {
+    el.addEventListener("error", function () {
+      if (el !== video) {
+        return;
+      }
       state.errors += 1;
       if (!hls) {
         show("Playback failed (" + (video.error ? video.error.code : "unknown") + ").");
       }
-    });
-    window.addEventListener("pagehide", function () {
-      endStall();
-      report("end");
     });
   }
 
@@ -331,7 +347,8 @@
 
   // -- playback ----------------------------------------------------------------------------
 
-  function playWithHlsJs() {
+  // hls.js playing `url` in `el`: the page's player, or a standby warming up beside it.
+  function newHls(el, url) {
     var Hls = window.Hls;
     // No worker: the CSP allows scripts of this origin only, not hls.js's blob: worker.
     // The lowest rung first: its first segment is the smallest, so the first frame comes
@@ -340,51 +357,281 @@
     // A live stream (the trackers' /live/ play URLs; 1 s segments) plays 2 segments behind
     // the newest instead of hls.js's 3: glass-to-glass about 3 s instead of 4 (docs/
     // benchmarks.md, l2), with a second of buffer still ahead of the picture.
-    var live = src.pathname.indexOf("/live/") === 0;
     var config = { enableWorker: false, startLevel: 0, startFragPrefetch: true };
-    // A live stream whose primary publisher returns (dual hot streams): nginx-rtmp restores
-    // the playlist for the returning publisher before its on_publish hook can drop the
-    // relay that fed the stream meanwhile, so the relay's last fragment and the primary's
-    // first get one media sequence number (docs/architecture.md). hls.js refuses such a
-    // playlist unless told to go on; it then plays the primary's fragments that follow.
     if (live) {
       config.liveSyncDurationCount = 2;
+      // A live stream whose primary publisher returns (dual hot streams): nginx-rtmp
+      // restores the playlist for the returning publisher before its on_publish hook can
+      // drop the relay that fed the stream meanwhile, so the relay's last fragment and the
+      // primary's first get one media sequence number (docs/architecture.md). hls.js
+      // refuses such a playlist unless told to go on; it then plays the primary's
+      // fragments that follow.
       config.ignorePlaylistParsingErrors = true;
+      // An edge answers a cached playlist in milliseconds and a fresh one in tens: one not
+      // begun within half a second means its origin is in trouble, which warms the standby.
+      config.playlistLoadPolicy = { default: LIVE_PLAYLIST_POLICY };
+      config.fragLoadPolicy = { default: LIVE_FRAGMENT_POLICY };
     }
-    hls = new Hls(config);
-    hls.on(Hls.Events.MANIFEST_PARSED, buildMenu);
-    quality.addEventListener("change", chooseLevel);
-    hls.on(Hls.Events.LEVEL_SWITCHED, function (_event, data) {
+    var h = new Hls(config);
+    h.on(Hls.Events.MANIFEST_PARSED, function () {
+      if (h === hls) {
+        buildMenu();
+      } else {
+        el.play().catch(function () {}); // a standby: played by hand, not by autoplay
+      }
+    });
+    h.on(Hls.Events.LEVEL_SWITCHED, function (_event, data) {
+      if (h !== hls) {
+        return;
+      }
       if (state.currentLevel !== -1 && state.currentLevel !== data.level) {
         state.switches += 1;
       }
       state.currentLevel = data.level;
       showLevel();
     });
+    if (live) {
+      h.on(Hls.Events.LEVEL_LOADED, function (_event, data) {
+        listed(h, data.details);
+      });
+    }
     var recovered = false;
-    hls.on(Hls.Events.ERROR, function (_event, data) {
+    h.on(Hls.Events.ERROR, function (_event, data) {
+      if (h !== hls) {
+        if (data.fatal) {
+          standbyFailed(h, data);
+        }
+        return;
+      }
       state.errors += 1;
       state.lastError = (data.fatal ? "fatal " : "") + data.details;
+      if (live && data.type === Hls.ErrorTypes.NETWORK_ERROR && state.firstFrameMs !== null) {
+        warmStandby("trouble"); // its origin, or the edge's way to it, is in trouble
+      }
       if (!data.fatal) {
         return;
       }
-      state.fatal += 1;
       if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !recovered) {
+        state.fatal += 1;
         recovered = true;
-        hls.recoverMediaError();
+        h.recoverMediaError();
         return;
       }
+      if (live && data.type === Hls.ErrorTypes.NETWORK_ERROR && standby) {
+        playerDead = true; // the standby, warming up, takes over at its first frame
+        return;
+      }
+      state.fatal += 1;
       if (live && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
-        hls.destroy();
+        h.destroy();
+        hls = null;
         show("Reconnecting...");
         replayLive(performance.now());
         return;
       }
       show("Playback failed: " + data.details + (data.response && data.response.code ? " (HTTP " + data.response.code + ")" : "") + ".");
-      hls.destroy();
+      h.destroy();
     });
-    hls.loadSource(src.href);
-    hls.attachMedia(video);
+    h.loadSource(url);
+    h.attachMedia(el);
+    return h;
+  }
+
+  function playWithHlsJs() {
+    lastSn = null; // a fresh playlist (after a replay: another origin's numbering)
+    lastNewSegment = null;
+    hls = newHls(video, src.href);
+  }
+
+  // -- dual hot: a live stream goes on from its other origin --------------------------------
+  //
+  // The edge answers a playlist of a dead or frozen origin with an error only after 2 s,
+  // and the registry drops the origin after 5: too late for a player holding 1.5-2 s of
+  // buffer. So the page does not wait for either. The first sign of trouble (a playlist or
+  // segment not begun within LIVE_*_POLICY's time, an error, or no new segment listed for
+  // QUIET_MS) starts a second hls.js on the play URL with avoid=<this origin>, which the
+  // tracker answers with the stream's other live publisher (its backup, on another
+  // group's origin) or 404 no_backup. It plays muted beside the picture; at its first
+  // frame it takes the picture's place (a fresh playlist, from a keyframe), and the old
+  // hls.js goes. An origin that recovers before that keeps its viewers and the standby is
+  // dropped. After a failover, the play URL is asked every RETURN_EVERY_MS whether
+  // another origin carries the stream again (the primary's, back): if so, the same
+  // warm-up takes the viewer back to it.
+
+  var LIVE_PLAYLIST_POLICY = {
+    maxTimeToFirstByteMs: 500,
+    maxLoadTimeMs: 2000,
+    timeoutRetry: { maxNumRetry: 4, retryDelayMs: 0, maxRetryDelayMs: 0 },
+    errorRetry: { maxNumRetry: 4, retryDelayMs: 500, maxRetryDelayMs: 1000 }
+  };
+  var LIVE_FRAGMENT_POLICY = {
+    maxTimeToFirstByteMs: 1000,
+    maxLoadTimeMs: 5000,
+    timeoutRetry: { maxNumRetry: 4, retryDelayMs: 0, maxRetryDelayMs: 0 },
+    errorRetry: { maxNumRetry: 6, retryDelayMs: 500, maxRetryDelayMs: 2000 }
+  };
+  var QUIET_MS = 3000; // no new segment for this long (1 s segments; a relay restarts in ~2 s)
+  var RETRY_STANDBY_MS = 2000; // after a standby that found no other origin
+  var RETURN_EVERY_MS = 10000;
+  // A discontinuity (a relay taking over, the primary back) can leave the picture closer
+  // to the live edge than hls.js aims (2 segments), with less buffer for the next gap;
+  // hls.js only ever catches up. So the page plays a little slower until it is back:
+  // 0.9x while more than SLOW_BELOW_S short of hls.js's target latency, 1x within 0.1 s.
+  var SLOW_BELOW_S = 0.4;
+  var SLOW_RATE = 0.9;
+
+  var standby = null; // {el, hls, why} warming up
+  var standbyRefusedAt = -Infinity;
+  var playerDead = false; // the picture's hls.js gave up; the standby is its only way on
+  var lastNewSegment = null; // when the playlist last listed a segment it had not
+  var lastSn = null;
+  var away = false; // playing from an origin the stream's registry does not lead to first
+  var awaySince = 0; // when the page moved away (performance.now())
+
+  // "/live-hls/<token>/<expires>/<origin>/<name>/index.m3u8" -> "<origin>"
+  function originOf(url) {
+    var parts = new URL(url).pathname.split("/");
+    return parts.length >= 7 ? parts[parts.length - 3] : null;
+  }
+
+  function listed(h, details) {
+    if (h !== hls) {
+      return;
+    }
+    state.origin = originOf(details.url) || state.origin;
+    if (lastSn === null || details.endSN > lastSn) {
+      lastSn = details.endSN;
+      lastNewSegment = performance.now();
+      if (standby && !playerDead) {
+        dropStandby(); // the origin answers again: no need to move
+      }
+    }
+  }
+
+  function avoiding(origin) {
+    var url = new URL(src.href);
+    url.searchParams.set("avoid", origin);
+    return url.href;
+  }
+
+  // why: "trouble" (the origin playing), or "return" (the stream's first origin is back)
+  function warmStandby(why) {
+    if (standby || !state.origin || performance.now() - standbyRefusedAt < RETRY_STANDBY_MS) {
+      return;
+    }
+    var el = document.createElement("video");
+    el.className = "standby";
+    el.muted = true;
+    el.playsInline = true;
+    el.preload = "auto";
+    video.parentNode.insertBefore(el, video.nextSibling); // after: the page's first video stays the picture
+    watch(el);
+    standby = { el: el, hls: null, why: why };
+    standby.hls = newHls(el, avoiding(state.origin));
+    var at = el.currentTime;
+    el.addEventListener("timeupdate", function moved() {
+      if (standby && standby.el === el && el.currentTime > at && !el.paused) {
+        el.removeEventListener("timeupdate", moved);
+        takeOver();
+      }
+    });
+  }
+
+  function dropStandby() {
+    standby.hls.destroy();
+    standby.el.remove();
+    standby = null;
+  }
+
+  // The standby's hls.js gave up: no other origin carries the stream (404 no_backup), or
+  // that one is in trouble too.
+  function standbyFailed(h) {
+    if (!standby || standby.hls !== h) {
+      return;
+    }
+    dropStandby();
+    standbyRefusedAt = performance.now();
+    if (playerDead) {
+      state.fatal += 1;
+      playerDead = false;
+      hls.destroy();
+      hls = null;
+      show("Reconnecting...");
+      replayLive(performance.now());
+    }
+  }
+
+  // The standby shows its first frame: it becomes the picture.
+  function takeOver() {
+    var old = video;
+    var oldHls = hls;
+    var next = standby;
+    standby = null;
+    next.el.muted = old.muted;
+    next.el.volume = old.volume;
+    next.el.controls = old.controls;
+    next.el.className = "";
+    old.removeAttribute("id");
+    next.el.id = "video";
+    video = next.el;
+    hls = next.hls;
+    endStall();
+    if (oldHls) {
+      oldHls.destroy();
+    }
+    old.remove();
+    if (next.why === "return") {
+      state.returns += 1;
+      away = false;
+    } else {
+      state.failovers += 1;
+      away = true;
+    }
+    awaySince = performance.now();
+    playerDead = false;
+    lastSn = null;
+    lastNewSegment = performance.now();
+    state.origin = null; // the new playlist's URL names it
+    message.hidden = true;
+    buildMenu();
+    showLevel();
+  }
+
+  // Every QUIET_MS/4: a playlist that stopped listing new segments is trouble too; away
+  // from the stream's first origin, ask now and then whether it is back.
+  function watchLive() {
+    var lastAsked = 0;
+    setInterval(function () {
+      var now = performance.now();
+      if (!hls || state.firstFrameMs === null) {
+        return;
+      }
+      if (lastNewSegment !== null && now - lastNewSegment > QUIET_MS) {
+        warmStandby("trouble");
+      }
+      var short = hls.targetLatency - hls.latency; // s closer to the live edge than aimed
+      if (isFinite(short) && !video.paused) {
+        if (short > SLOW_BELOW_S && video.playbackRate === 1) {
+          video.playbackRate = SLOW_RATE;
+          state.slowed += 1;
+        } else if (short < 0.1 && video.playbackRate === SLOW_RATE) {
+          video.playbackRate = 1;
+        }
+      }
+      if (away && !standby && state.origin && now - Math.max(lastAsked, awaySince) > RETURN_EVERY_MS) {
+        lastAsked = now;
+        var from = state.origin;
+        fetch(avoiding(from), { cache: "no-store" }).then(function (resp) {
+          if (resp.body) {
+            resp.body.cancel();
+          }
+          // a playlist of another origin: the stream is live there again
+          if (resp.ok && originOf(resp.url) && originOf(resp.url) !== from && state.origin === from) {
+            warmStandby("return");
+          }
+        }).catch(function () {});
+      }
+    }, QUIET_MS / 4);
   }
 
   function start() {
@@ -395,10 +642,19 @@
       return;
     }
     src = checked.url;
+    live = src.pathname.indexOf("/live/") === 0;
     video.poster = new URL("poster.jpg", src).href;
-    watch();
+    watch(video);
+    window.addEventListener("pagehide", function () {
+      endStall();
+      report("end");
+    });
     if (window.Hls && window.Hls.isSupported()) {
+      quality.addEventListener("change", chooseLevel);
       playWithHlsJs();
+      if (live) {
+        watchLive();
+      }
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = src.href; // the browser's own HLS picks the rung: no menu
     } else {
