@@ -175,8 +175,10 @@ def test_a_killed_worker_s_job_completes_on_the_peer(lab: Lab, client: Client, o
     src = old
     user = f"vodkill-{RUN}"
     client.upload(src, user, "old.mkv")
+    # whichever rung the worker claimed first: what counts is that the peer finishes it
     job_id, kind, node = running_job(user, "hls:")
-    assert kind == "hls:480p"
+    rung = kind.removeprefix("hls:")
+    assert rung in ("360p", "480p", "720p"), kind
     # the worker dies mid-transcode (no chance to give the job back), and stays down
     docker("exec", node, "systemctl", "kill", "-s", "KILL", "mediagrid-worker")
     docker("exec", node, "systemctl", "stop", "mediagrid-worker")
@@ -185,7 +187,7 @@ def test_a_killed_worker_s_job_completes_on_the_peer(lab: Lab, client: Client, o
         got = client.media(user, "old.mkv")
         assert got["state"] == "ready", got
         assert row == [peer_of(node), "2", "done"]
-        decodes(got["hls"].replace("master.m3u8", "480p/index.m3u8"))  # byte-valid
+        decodes(got["hls"].replace("master.m3u8", f"{rung}/index.m3u8"))  # byte-valid
         assert abs(float(ffprobe(got["hls"])) - 30) < 1
     finally:
         docker("exec", node, "systemctl", "start", "mediagrid-worker")
