@@ -137,6 +137,11 @@ def test_play_errors(live: DevCluster, client: Client) -> None:
     never = requests.get(f"{live.url}/live/demo/nobody.m3u8?token={token('nobody', old + 3600)}", timeout=10)
     assert (never.status_code, never.json()["error"]["code"]) == (404, "unknown_stream")
     assert never.headers["Access-Control-Allow-Origin"] == "*"
+    # the edge's own refusal of a forged HLS URL: a JSON error a player on any page can read
+    node = got["publish"]["primary"]["node_id"]
+    edge = requests.get(f"{live.url}/lhls/{'A' * 22}/{old + 3600}/{node}/demo.quiet/index.m3u8", timeout=10)
+    assert (edge.status_code, edge.json()["error"]["code"]) == (403, "forbidden")
+    assert edge.headers["Access-Control-Allow-Origin"] == "*"
     with pytest.raises(MediagridError) as taken:
         client.live_publish("quiet", "bob")
     assert taken.value.code == "stream_taken"
