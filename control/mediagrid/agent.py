@@ -199,13 +199,15 @@ def next_seq() -> int:
 
 
 STAT_LOST = 3.0  # seconds without nginx-rtmp's statistics after which it carries nothing
+EDGE_STAT_TIMEOUT = 0.5  # seconds an edge's statistics may take (read each heartbeat)
+EdgeStats = dict[str, dict[str, int] | None]  # edges' players by stream, by edge address
 
 
 class LiveOrigin:
     """This origin's live sessions for the heartbeat: the shim's sessions nginx-rtmp still has
-    a publisher for, with its figures; their viewers are its RTMP players from other hosts
-    (an edge's pull stands for that edge's RTMP players) and the HLS viewers the edges tell
-    the views listener of (``liveviews``). A session whose key an operator or the app banned,
+    a publisher for, with its figures; their viewers are the RTMP players of the edges that
+    pull them from here (each edge's own statistics, LIVE_EDGE_STATS) and the HLS viewers
+    the edges tell the views listener of (``liveviews``). A session whose key an operator or the app banned,
     or kicked after it started (``live_keys``), or whose picture is over LIVE_MAX_PIXELS, is
     dropped here through nginx-rtmp's control interface (loopback): nginx-rtmp then calls
     ``on_publish_done`` and the shim tells the trackers. MariaDB being down only postpones
@@ -217,6 +219,38 @@ class LiveOrigin:
         self.http = requests.Session()
         self._db = LazyDB(conf)
         self._stat_read = time.monotonic()  # when nginx-rtmp's statistics last answered
+        # the edges' nginx-rtmp statistics, by the address their pulls come from
+        self.edges = {urlsplit(url).hostname or "": url for url in conf.live_edge_stats}
+
+    def _edge_players(self, url: str) -> dict[str, int] | None:
+        """An edge's RTMP players by stream name; None when its statistics cannot be read."""
+        try:
+            resp = self.http.get(url, timeout=EDGE_STAT_TIMEOUT)
+            resp.raise_for_status()
+            return livesessions.players(resp.content)
+        except (requests.RequestException, ValueError) as err:  # ET.ParseError is a ValueError
+            log.warning("cannot read an edge's nginx-rtmp statistics at %s: %s", url, err)
+            return None
+
+    def rtmp_viewers(self, name: str, players: tuple[str, ...], edges: EdgeStats) -> int:
+        """The RTMP viewers of stream ``name``, whose players here come from ``players``: an
+        edge pulls once for all its players, so each edge's pull counts that edge's players
+        of the stream (one while its statistics cannot be read: a pull is there for a
+        player). Other hosts play here only to relay (the other origins): no viewers. With
+        no edge statistics configured, each player from another host counts one.
+        ``edges`` holds the statistics read in this heartbeat, by address."""
+        if not self.edges:
+            return len(players)
+        count = 0
+        for address in players:
+            url = self.edges.get(address)
+            if url is None:
+                continue
+            if address not in edges:
+                edges[address] = self._edge_players(url)
+            seen = edges[address]
+            count += 1 if seen is None else seen.get(name, 0)
+        return count
 
     def moderation(self, kids: list[str]) -> dict[str, tuple[bool, float | None]]:
         try:
@@ -267,6 +301,7 @@ class LiveOrigin:
         self._stat_read = time.monotonic()
         live = livesessions.live(Path(conf.live_sessions_dir), stats)
         verdicts = self.moderation([s.kid for s, _ in live]) if live else {}
+        edges: EdgeStats = {}  # each edge's statistics, read once
         out = []
         for s, st in live:
             banned, kicked = verdicts.get(s.kid, (False, None))
@@ -293,7 +328,8 @@ class LiveOrigin:
                     fps=st.fps,
                     width=st.width,
                     height=st.height,
-                    viewers=st.viewers + (self.views.viewers(s.name) if self.views else 0),
+                    viewers=self.rtmp_viewers(s.name, st.players, edges)
+                    + (self.views.viewers(s.name) if self.views else 0),
                 )
             )
         return out

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from .signing import TOKEN_MAX_TTL
 
@@ -161,6 +162,10 @@ class Settings:
     live_views_from: list[str] = field(default_factory=list)
     live_transcode_idle: int = field(default=30, metadata=_positive())
     live_transcode_wait: float = field(default=10.0, metadata=_positive())
+    # Origins: the edges' nginx-rtmp statistics (URLs, one per edge; an edge is known by the
+    # URL's host, the address its pulls come from): each edge's RTMP players of a stream it
+    # pulls from here are that stream's RTMP viewers.
+    live_edge_stats: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from .assign import resolve  # the strategy's module is imported once, here
@@ -169,6 +174,10 @@ class Settings:
             resolve(self.assign_strategy)
         except (ValueError, ImportError, AttributeError) as err:
             raise ConfigError(f"{_where('ASSIGN_STRATEGY')}: {err}") from None
+        for url in self.live_edge_stats:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"{_where('LIVE_EDGE_STATS')}: not an http(s) URL with a host: {url!r}")
 
     @classmethod
     def from_mapping(cls, conf: Mapping[str, Any]) -> Settings:

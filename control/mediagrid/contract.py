@@ -150,7 +150,7 @@ class LiveSession(BaseModel):
     viewers: int = Field(
         default=0,
         description="HLS viewers through the edges (play sessions that fetched a playlist in"
-        " the last 5 s) and RTMP players from other hosts (an edge's pull counts one)",
+        " the last 5 s) and RTMP players on the edges that pull the stream from this origin",
     )
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,7 +53,9 @@ class Stat:
     fps: float
     width: int
     height: int
-    viewers: int
+    # the addresses of its RTMP players from other hosts: the edges' pulls, the other
+    # origins' relays (ffmpeg on loopback is this node's own: snapshots, transcodes)
+    players: tuple[str, ...] = ()
     # what nginx-rtmp's codec module has seen: no codec at all is a publisher that sent
     # no media; a video codec with no video bandwidth (its last full 10 s window) is a
     # picture that stopped (a 0 fps stream); age is the stream's, in seconds
@@ -174,39 +177,57 @@ def _num(node: ET.Element | None, tag: str) -> float:
         return 0.0
 
 
+def _streams(xml: str | bytes, application: str) -> Iterator[ET.Element]:
+    """The ``<stream>`` elements of ``application`` in nginx-rtmp's ``rtmp_stat`` XML."""
+    for app in ET.fromstring(xml).iter("application"):
+        if (app.findtext("name") or "") == application:
+            yield from app.iter("stream")
+
+
 def parse_stat(xml: str | bytes, application: str = "live") -> dict[str, Stat]:
     """The publishers of ``application`` in nginx-rtmp's ``rtmp_stat`` XML, by client id."""
-    root = ET.fromstring(xml)
     found: dict[str, Stat] = {}
-    for app in root.iter("application"):
-        if (app.findtext("name") or "") != application:
+    for stream in _streams(xml, application):
+        clients = stream.findall("client")
+        publisher = next((c for c in clients if c.find("publishing") is not None), None)
+        if publisher is None:
             continue
-        for stream in app.iter("stream"):
-            clients = stream.findall("client")
-            publisher = next((c for c in clients if c.find("publishing") is not None), None)
-            if publisher is None:
-                continue
-            client = publisher.findtext("id") or ""
-            video = stream.find("meta/video")
-            # nginx-rtmp measures bw_in over 10 s intervals (0 until the first): the average
-            # since the start stands in before that
-            millis = _num(stream, "time")
-            average = _num(stream, "bytes_in") * 8000 / millis if millis > 0 else 0.0
-            found[client] = Stat(
-                name=stream.findtext("name") or "",
-                client=client,
-                bw_in=int(_num(stream, "bw_in") or average),
-                fps=round(_num(video, "frame_rate"), 2),
-                width=int(_num(video, "width")),
-                height=int(_num(video, "height")),
-                # players from other hosts: an edge's pull, a relay (ffmpeg on loopback is
-                # this node's own: snapshots, transcodes)
-                viewers=sum(c is not publisher and c.findtext("address") not in LOOPBACK for c in clients),
-                video=bool(stream.findtext("meta/video/codec")),
-                audio=bool(stream.findtext("meta/audio/codec")),
-                bw_video=int(_num(stream, "bw_video")),
-                age=millis / 1000,
-            )
+        client = publisher.findtext("id") or ""
+        video = stream.find("meta/video")
+        # nginx-rtmp measures bw_in over 10 s intervals (0 until the first): the average
+        # since the start stands in before that
+        millis = _num(stream, "time")
+        average = _num(stream, "bytes_in") * 8000 / millis if millis > 0 else 0.0
+        found[client] = Stat(
+            name=stream.findtext("name") or "",
+            client=client,
+            bw_in=int(_num(stream, "bw_in") or average),
+            fps=round(_num(video, "frame_rate"), 2),
+            width=int(_num(video, "width")),
+            height=int(_num(video, "height")),
+            players=tuple(
+                address
+                for c in clients
+                if c is not publisher and (address := c.findtext("address") or "") not in LOOPBACK
+            ),
+            video=bool(stream.findtext("meta/video/codec")),
+            audio=bool(stream.findtext("meta/audio/codec")),
+            bw_video=int(_num(stream, "bw_video")),
+            age=millis / 1000,
+        )
+    return found
+
+
+def players(xml: str | bytes, application: str = "live") -> dict[str, int]:
+    """An edge's RTMP players in nginx-rtmp's ``rtmp_stat`` XML, by stream name: the
+    clients of ``application`` that do not publish (the pull from the origin is the one
+    that publishes there)."""
+    found: dict[str, int] = {}
+    for stream in _streams(xml, application):
+        count = sum(c.find("publishing") is None for c in stream.findall("client"))
+        if count:
+            name = stream.findtext("name") or ""
+            found[name] = found.get(name, 0) + count
     return found
 
 

@@ -123,6 +123,41 @@ def test_publish_register_play_and_end(lab: Lab, client: Client) -> None:
     print(f"\nregistry listed the stream after {took:.2f} s; ended {ended_after:.2f} s after the last packet")
 
 
+def test_rtmp_players_behind_an_edge_are_each_a_viewer(lab: Lab, client: Client) -> None:
+    """RTMP players on the cluster address play through an edge, which pulls the stream from
+    the origin once for all of them; the origin's agent reads that edge's statistics, so
+    each player is a viewer in the registry, and one who leaves is not."""
+    stream = new_stream()
+    got = client.live_publish(stream, "alice")
+    with publishing(got["publish"]["primary"]["url"]):
+        wait_for(lambda: state(client, stream)["state"] == "live", 15)
+        rtmp = client.live_play(stream)["rtmp"]
+        assert rtmp.startswith(f"rtmp://{urlsplit(lab.url).hostname}/live/demo.{stream}?token=")
+        argv = ["ffmpeg", "-nostdin", "-v", "error", "-rw_timeout", "8000000", "-i", rtmp, "-t", "40"]
+        players = [
+            subprocess.Popen([*argv, "-f", "null", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(3)
+        ]
+        try:
+            seen: list[int] = []
+
+            def viewers(want: int) -> bool:
+                seen.append(int(state(client, stream)["viewers"]))
+                return seen[-1] == want
+
+            _, took = wait_for(lambda: viewers(3), 15, every=0.5)
+            assert all(p.poll() is None for p in players), "a player stopped"
+            for p in players[1:]:
+                p.kill()
+            _, left = wait_for(lambda: viewers(1), 10, every=0.5)
+            assert max(seen) == 3, seen
+        finally:
+            for p in players:
+                p.kill()
+                p.wait(timeout=10)
+    print(f"\n3 RTMP players counted within {took:.1f} s, 2 gone within {left:.1f} s")
+
+
 def test_refused_publishes_are_logged_with_their_code(lab: Lab, client: Client) -> None:
     stream, other = new_stream(), new_stream()
     got = client.live_publish(stream, "alice")

@@ -3,9 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 from mediagrid import agent, livesessions
-from mediagrid.config import Settings
+from mediagrid.config import ConfigError, Settings
 from mediagrid.livesessions import Session
 
 # nginx-rtmp 1.2.2's rtmp_stat for one publisher (ffmpeg), an edge's pull and a player on
@@ -29,7 +30,8 @@ def test_publishers_of_the_live_application_with_their_figures() -> None:
     stats = livesessions.parse_stat(STAT)
     assert list(stats) == ["1"]  # the player-only stream and the other application are not
     stat = stats["1"]
-    assert (stat.name, stat.width, stat.height, stat.fps, stat.viewers) == ("demo.cam1", 320, 240, 25.0, 1)
+    assert (stat.name, stat.width, stat.height, stat.fps) == ("demo.cam1", 320, 240, 25.0)
+    assert stat.players == ("10.77.0.11",)  # the edge's pull; the node's own ffmpeg is not
     # bw_in is 0 for the first 10 s: the average since the start stands in
     assert stat.bw_in == 142387 * 8000 // 5735
 
@@ -53,9 +55,73 @@ def test_client_ids_are_numbers_only(tmp_path: Path) -> None:
     assert not livesessions.valid_client("1/2")
 
 
+# an edge's rtmp_stat (nginx-rtmp 1.2.2, trimmed): three players of a stream it pulls (the
+# pull publishes there, from the origin's URL), one of another stream, one of a stream whose
+# pull has not begun yet
+EDGE_STAT = b"""<?xml version="1.0" encoding="utf-8" ?>
+<rtmp><server><application><name>live</name><live>
+<stream><name>demo.cam1</name><time>5828</time>
+<client><id>6</id><address>10.77.0.21:1935/live/demo.cam1</address><flashver>ngx-local-relay</flashver><publishing/><active/></client>
+<client><id>4</id><address>10.77.0.1</address><flashver>LNX 9,0,124,2</flashver><active/></client>
+<client><id>3</id><address>10.77.0.1</address><flashver>LNX 9,0,124,2</flashver><active/></client>
+<client><id>2</id><address>10.77.0.5</address><flashver>LNX 9,0,124,2</flashver><active/></client>
+<nclients>4</nclients><publishing/><active/></stream>
+<stream><name>demo.cam2</name><time>10</time>
+<client><id>8</id><address>10.77.0.21:1935/live/demo.cam2</address><publishing/><active/></client>
+<client><id>9</id><address>10.77.0.7</address><active/></client><nclients>2</nclients></stream>
+<stream><name>demo.cam3</name><time>1</time>
+<client><id>10</id><address>10.77.0.7</address></client><nclients>1</nclients></stream>
+</live></application>
+<application><name>other</name><live><stream><name>demo.cam1</name>
+<client><id>11</id><address>10.77.0.8</address></client></stream></live></application></server></rtmp>"""
+
+
+def test_an_edge_s_players_are_its_clients_that_do_not_publish() -> None:
+    assert livesessions.players(EDGE_STAT) == {"demo.cam1": 3, "demo.cam2": 1, "demo.cam3": 1}
+
+
+class _Edges:
+    """The edges' /_edge/rtmp-stat, as an origin's agent reads them: one answer each."""
+
+    def __init__(self, answers: dict[str, bytes | None]) -> None:
+        self.answers, self.asked = answers, list[str]()
+
+    def get(self, url: str, timeout: float) -> requests.Response:
+        self.asked.append(url)
+        body = self.answers[url]
+        if body is None:
+            raise requests.ConnectionError("refused")
+        resp = requests.Response()
+        resp.status_code, resp._content = 200, body
+        return resp
+
+
+def test_an_edge_s_pull_counts_that_edge_s_players(tmp_path: Path) -> None:
+    one, two = "http://10.77.0.11:80/_edge/rtmp-stat", "http://10.77.0.12:80/_edge/rtmp-stat"
+    conf = Settings(node_id="s1a", live_sessions_dir=str(tmp_path), live_edge_stats=[one, two])
+    origin = agent.LiveOrigin(conf)
+    origin.http = _Edges({one: EDGE_STAT, two: None})  # type: ignore[assignment]
+    seen: agent.EdgeStats = {}
+    # the first edge's three players; a relay from another origin (10.77.0.22) is nobody
+    assert origin.rtmp_viewers("demo.cam1", ("10.77.0.11", "10.77.0.22"), seen) == 3
+    assert origin.rtmp_viewers("demo.cam2", ("10.77.0.11",), seen) == 1
+    assert origin.rtmp_viewers("demo.gone", ("10.77.0.11",), seen) == 0  # its players left
+    # an edge whose statistics cannot be read: its pull stands for one player
+    assert origin.rtmp_viewers("demo.cam1", ("10.77.0.12",), seen) == 1
+    assert origin.http.asked == [one, two]  # type: ignore[attr-defined]  # each once a heartbeat
+    # with no edge statistics configured, each player from another host is one
+    plain = agent.LiveOrigin(Settings(node_id="s1a", live_sessions_dir=str(tmp_path)))
+    assert plain.rtmp_viewers("demo.cam1", ("10.77.0.11", "10.77.0.22"), {}) == 2
+
+
+def test_edge_statistics_are_http_urls() -> None:
+    with pytest.raises(ConfigError, match="LIVE_EDGE_STATS"):
+        Settings(live_edge_stats=["10.77.0.11:80/_edge/rtmp-stat"])
+
+
 def test_faults_are_read_from_what_nginx_rtmp_saw() -> None:
     def stat(**kw: object) -> livesessions.Stat:
-        base: dict[str, object] = dict(name="a.b", client="1", bw_in=0, fps=0.0, width=0, height=0, viewers=0)
+        base: dict[str, object] = dict(name="a.b", client="1", bw_in=0, fps=0.0, width=0, height=0)
         return livesessions.Stat(**{**base, **kw})  # type: ignore[arg-type]
 
     assert livesessions.parse_stat(STAT)["1"].video and livesessions.parse_stat(STAT)["1"].audio

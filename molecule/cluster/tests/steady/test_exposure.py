@@ -80,6 +80,19 @@ def test_live_hls_of_an_origin_is_for_the_edges_only():
     assert node(FRONT[0]).check_output(rendition) == "404"
 
 
+def test_an_edge_s_rtmp_statistics_are_for_the_origins_only():
+    # the origins' agents count each edge's RTMP players from them; the statistics name
+    # the players' addresses, so nobody else reads them (nor, through them, the control)
+    url = f"http://{ADDRESSES[FRONT[0]]}/_edge/rtmp-stat"
+    probe = f"curl -s -o /dev/null -w '%{{http_code}}' {url}"
+    origin = GROUPS["g1"][0][0]
+    assert node("db1").check_output(probe) == "403"
+    assert node(FRONT[1]).check_output(probe) == "403"
+    assert node(origin).check_output(probe) == "200"
+    assert "<rtmp>" in node(origin).check_output(f"curl -s {url}")
+    assert node(origin).check_output(probe.replace("rtmp-stat", "control/drop/publisher")) == "404"
+
+
 def _listening(name: str) -> list[tuple[str, str, int]]:
     """(process, address, port) of every listening TCP/UDP socket on a node."""
     found = []
