@@ -399,7 +399,7 @@
     h.on(Hls.Events.ERROR, function (_event, data) {
       if (h !== hls) {
         if (data.fatal) {
-          standbyFailed(h, data);
+          standbyFailed(h);
         }
         return;
       }
@@ -488,10 +488,13 @@
   var away = false; // playing from an origin the stream's registry does not lead to first
   var awaySince = 0; // when the page moved away (performance.now())
 
-  // "/live-hls/<token>/<expires>/<origin>/<name>/index.m3u8" -> "<origin>"
+  // An edge's live playlist, as the tracker's redirect names it (front.conf.j2's live HLS
+  // location): "<prefix>/<token>/<expires>/<origin>/<name>/index.m3u8" -> "<origin>"; null
+  // for any other URL.
+  var EDGE_PLAYLIST = /\/[A-Za-z0-9_-]{22}\/[0-9]{1,12}\/([a-z0-9][a-z0-9_-]{0,63})\/[^/]+\/index\.m3u8$/;
   function originOf(url) {
-    var parts = new URL(url).pathname.split("/");
-    return parts.length >= 7 ? parts[parts.length - 3] : null;
+    var found = EDGE_PLAYLIST.exec(new URL(url).pathname);
+    return found ? found[1] : null;
   }
 
   function listed(h, details) {
