@@ -63,7 +63,7 @@ from vod import page_first_frames
 from lab import BASE_PORT, SCRATCH, VIP, Node, admin_client, baseline_nginx, interleaved
 from mediagrid.client import Client
 from mediagrid_dev.browser import CHROMIUM, Window, chromium_args, freezes
-from mediagrid_dev.lab import front_spki_hashes
+from mediagrid_dev.lab import docker, front_spki_hashes
 from mediagrid_dev.live import Encoder, publish_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,11 +287,14 @@ def origin_death(client: Client, stream: str, got: dict[str, Any], deaths: int) 
         for role in ("backup", "primary")
     ]
 
-    def docker(verb: str) -> None:
-        subprocess.run(["docker", verb, node], check=False, capture_output=True, timeout=60)
+    def pause() -> None:
+        docker("pause", node, check=False)
 
-    cycle = (("death", lambda: docker("pause")), ("back", lambda: docker("unpause")))
-    windows = play_through(client, stream, got, encoders, cycle, deaths, 15.0, lambda: docker("unpause"))
+    def unpause() -> None:
+        docker("unpause", node, check=False)
+
+    cycle = (("death", pause), ("back", unpause))
+    windows = play_through(client, stream, got, encoders, cycle, deaths, 15.0, unpause)
     died = [w for w in windows if w.label == "death"]
     longest = max(w.freeze_s for w in died)
     fatal = sum(w.fatal for w in windows)

@@ -21,20 +21,13 @@ import pytest
 import requests
 
 from mediagrid.client import Client
-from mediagrid_dev.lab import ADMIN_APP, admin_secret
+from mediagrid_dev.lab import ADMIN_APP, admin_secret, docker
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("LAB_NET_PREFIX", "10.77.0")
 CLIENT_CONF = Path(os.environ.get("MEDIAGRID_LAB_CLIENT_CONFIG", ROOT / "build" / "lab" / "client.toml"))
 GROUPS = {"g1": ["s1a", "s1b"], "g2": ["s2a", "s2b"]}
 ADDRESS = {"s1a": f"{PREFIX}.21", "s1b": f"{PREFIX}.22", "s2a": f"{PREFIX}.31", "s2b": f"{PREFIX}.32"}
-
-
-def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
-    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and out.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)}: {out.stderr.strip()}")
-    return out.stdout
 
 
 def brick_path(node: str, group: str, rel: str) -> str:

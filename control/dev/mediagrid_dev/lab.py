@@ -1,5 +1,6 @@
 """Facts of the lab cluster (`make lab`) that its tests and its benchmarks share: the admin
-app's credentials and the front nodes' certificate keys. The lab's addresses and
+app's credentials, the front nodes' certificate keys, and the docker command that reaches
+its containers. The lab's addresses and
 containers are the e2e suite's (tests/e2e/conftest.py); the files read here are the ones
 `make lab` writes or keeps in the repository."""
 
@@ -14,6 +15,14 @@ from .role import REPO
 # The lab's admin app (sees the topology, /api/v1/groups): inventory/lab/group_vars/all/.
 ADMIN_APP = "ops"
 LAB_VAULT = REPO / "inventory" / "lab" / "group_vars" / "all" / "vault.yml"
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+    """``docker <args>``'s output; a RuntimeError with its message when it fails (``check``)."""
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
 
 
 def admin_secret() -> str:
