@@ -330,6 +330,7 @@ class LiveOrigin:
                     height=st.height,
                     viewers=self.rtmp_viewers(s.name, st.players, edges)
                     + (self.views.viewers(s.name) if self.views else 0),
+                    edges=sorted({a for a in st.players if a in self.edges}),
                 )
             )
         return out

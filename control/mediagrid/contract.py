@@ -152,6 +152,10 @@ class LiveSession(BaseModel):
         description="HLS viewers through the edges (play sessions that fetched a playlist in"
         " the last 5 s) and RTMP players on the edges that pull the stream from this origin",
     )
+    edges: list[str] = Field(
+        default_factory=list,
+        description="the edges (their addresses) that pull an RTMP copy of the stream from this origin",
+    )
 
 
 class LiveEvent(Body):

@@ -160,6 +160,8 @@ def _describe(
         "started": main.started if main else None,
         "ingest": main.public(True)["ingest"] if main else None,
         "viewers": sum(e.viewers for e in live),
+        # where the stream is copied: the edges pulling it for their RTMP players
+        "edges": sorted({edge for e in live for edge in e.pulled_by}),
         "recording": bool(owner and owner["record"]) and bool(live),
         "snapshot": _snapshot_url(app, stream) if owner else None,
         "publishers": publishers,

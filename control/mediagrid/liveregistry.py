@@ -6,14 +6,16 @@ Two sources feed it. An origin's publish hooks push a session's start and end to
 tracker at once (``POST /api/v1/cluster/live``): the end of a stream is known within the
 hook's round trip of nginx-rtmp dropping its publisher. Each heartbeat of the origin then
 lists the sessions it carries with nginx-rtmp's figures (ingest bitrate, fps, picture,
-viewers): a session it no longer lists has ended (a lost push heals), and a session of an
-origin whose heartbeats stopped is over when the node goes OFFLINE (``offline_after``).
+viewers, the edges that pull an RTMP copy): a session it no longer lists has ended (a
+lost push heals), and a session of an origin whose heartbeats stopped is over when the
+node goes OFFLINE (``offline_after``).
 
 One row per (app, stream, role): the primary and the backup publisher of a stream.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS live (
     width INTEGER NOT NULL DEFAULT 0,
     height INTEGER NOT NULL DEFAULT 0,
     viewers INTEGER NOT NULL DEFAULT 0,
+    edges TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (app, stream, role)
 )
 """
@@ -47,13 +50,14 @@ START_GRACE = 3.0
 
 _UPSERT = """
 INSERT INTO live (app, stream, role, node_id, client, started, updated, ended,
-                  bw_in, fps, width, height, viewers)
+                  bw_in, fps, width, height, viewers, edges)
 VALUES (:app, :stream, :role, :node_id, :client, :started, :now, NULL,
-        :bw_in, :fps, :width, :height, :viewers)
+        :bw_in, :fps, :width, :height, :viewers, :edges)
 ON CONFLICT (app, stream, role) DO UPDATE SET
     node_id = excluded.node_id, client = excluded.client, started = excluded.started,
     updated = excluded.updated, ended = NULL, bw_in = excluded.bw_in, fps = excluded.fps,
-    width = excluded.width, height = excluded.height, viewers = excluded.viewers
+    width = excluded.width, height = excluded.height, viewers = excluded.viewers,
+    edges = excluded.edges
 """
 # What a heartbeat says of a session an end was already taken for changes nothing: the
 # heartbeat may have been collected just before the publisher was dropped.
@@ -79,6 +83,13 @@ class Entry:
     width: int
     height: int
     viewers: int
+    edges: str = "[]"  # JSON: the edges pulling an RTMP copy from this publisher's origin
+
+    @property
+    def pulled_by(self) -> list[str]:
+        """The edges (addresses) that pull an RTMP copy of this publisher's stream."""
+        found = json.loads(self.edges)
+        return [e for e in found if isinstance(e, str)] if isinstance(found, list) else []
 
     def public(self, live: bool) -> dict[str, Any]:
         return {
@@ -94,6 +105,7 @@ class Entry:
                 "height": self.height,
             },
             "viewers": self.viewers,
+            "edges": self.pulled_by if live else [],
         }
 
 
@@ -101,7 +113,10 @@ class LiveTable:
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
-        self._conn().execute(_SCHEMA)
+        conn = self._conn()
+        conn.execute(_SCHEMA)
+        if "edges" not in {row[1] for row in conn.execute("PRAGMA table_info(live)")}:
+            conn.execute("ALTER TABLE live ADD COLUMN edges TEXT NOT NULL DEFAULT '[]'")  # an older tracker's
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -114,7 +129,12 @@ class LiveTable:
 
     @staticmethod
     def _row(node_id: str, session: LiveSession, now: float) -> dict[str, Any]:
-        return {**session.model_dump(), "node_id": node_id, "now": now}
+        return {
+            **session.model_dump(),
+            "edges": json.dumps(sorted(session.edges)),
+            "node_id": node_id,
+            "now": now,
+        }
 
     def start(self, node_id: str, session: LiveSession) -> None:
         self._conn().execute(_UPSERT, self._row(node_id, session, time.time()))

@@ -25,7 +25,7 @@ from mediagrid_dev.lab import front_spki_hashes
 from mediagrid_dev.live import Encoder, publishing, refused
 
 from .conftest import Lab, admin, docker
-from .drills import record
+from .drills import FRONT, VIP, holders, record
 
 
 def wait_for(what: Any, timeout: float, every: float = 0.2) -> tuple[Any, float]:
@@ -147,6 +147,10 @@ def test_rtmp_players_behind_an_edge_are_each_a_viewer(lab: Lab, client: Client)
 
             _, took = wait_for(lambda: viewers(3), 15, every=0.5)
             assert all(p.poll() is None for p in players), "a player stopped"
+            # the registry knows where the stream is copied: the edge that holds the VIP
+            shown = state(client, stream)
+            [holder] = holders(VIP, list(FRONT))
+            assert shown["edges"] == shown["publishers"][0]["edges"] == [FRONT[holder]], shown
             for p in players[1:]:
                 p.kill()
             _, left = wait_for(lambda: viewers(1), 10, every=0.5)

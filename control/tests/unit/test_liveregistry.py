@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from mediagrid.contract import LiveSession
-from mediagrid.liveregistry import START_GRACE, LiveTable
+from mediagrid.liveregistry import _SCHEMA, START_GRACE, LiveTable
 
 
 def session(client: str, started: float, stream: str = "cam1", role: str = "primary") -> LiveSession:
@@ -38,3 +39,33 @@ def test_a_heartbeat_ends_what_it_no_longer_lists(tmp_path: Path) -> None:
     assert {e.stream for e in table.all_live()} == {"cam1", "cam2"}
     table.prune(older_than=300.0)
     assert {(e.stream, e.role) for e in table.entries("demo")} == {("cam1", "backup"), ("cam2", "primary")}
+
+
+def test_the_edges_pulling_a_copy_are_kept_while_live(tmp_path: Path) -> None:
+    table = LiveTable(str(tmp_path / "t.sqlite"))
+    pulled = LiveSession.model_validate(
+        {"app": "demo", "stream": "cam1", "role": "primary", "client": "1", "started": 100.0,
+         "edges": ["10.77.0.12", "10.77.0.11"]}
+    )  # fmt: skip
+    table.start("s1a", pulled)
+    [entry] = table.entries("demo", "cam1")
+    assert entry.pulled_by == ["10.77.0.11", "10.77.0.12"]
+    assert entry.public(True)["edges"] == ["10.77.0.11", "10.77.0.12"]
+    assert entry.public(False)["edges"] == []  # an ended stream is copied nowhere
+    table.beat("s1a", [session("1", 100.0)], 200.0)  # the edges' players left
+    assert table.entries("demo", "cam1")[0].pulled_by == []
+
+
+def test_a_table_of_an_older_tracker_gains_the_edges(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(_SCHEMA.replace("    edges TEXT NOT NULL DEFAULT '[]',\n", ""))
+        conn.execute(
+            "INSERT INTO live (app, stream, role, node_id, client, started, updated)"
+            " VALUES ('demo', 'cam1', 'primary', 's1a', '1', 100.0, 100.0)"
+        )
+    conn.close()
+    table = LiveTable(str(path))
+    assert table.entries("demo", "cam1")[0].pulled_by == []
+    table.beat("s1a", [session("1", 100.0)], 200.0)
+    assert [e.client for e in table.all_live()] == ["1"]
