@@ -158,6 +158,12 @@ def _pick(
     blocked: set[str],
 ) -> object:
     try:
+        with conn.cursor() as cur:
+            # READ COMMITTED: the quota's re-check below, once this claim holds the app's
+            # row, must see what a claim that held it before committed. Under MariaDB's
+            # REPEATABLE READ it would read the snapshot of this transaction's first read
+            # and could take a slot taken meanwhile (two running jobs at a limit of one).
+            cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         conn.begin()
         with conn.cursor() as cur:
             used = running_cores(cur, node_id)

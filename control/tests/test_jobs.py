@@ -161,6 +161,44 @@ def test_an_app_at_its_quota_waits_while_others_run(cluster: DevCluster, conn: C
     assert last is not None and last.kind == "big2"
 
 
+def test_two_nodes_never_both_take_an_app_s_last_slot(
+    cluster: DevCluster, conn: Connection, grp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two claims race for an app's one concurrent slot: this node's claim has begun (it
+    has read the queue) when another node takes the slot. Holding the app's row, this
+    claim's re-check must see that claim, not what its transaction first read."""
+    busy = f"busy{grp}"
+    cluster.add_app(busy)
+    with conn.cursor() as cur:
+        assert jobs.set_quota(cur, busy, 1, None)
+        for i in range(2):
+            jobs.enqueue(cur, time.monotonic_ns(), busy, grp, f"big{i}", jobs.LADDER, 1.0, 1.0)
+    conn.commit()
+    other = cluster.db()
+    real = jobs.blocked_apps
+    raced: list[jobs.Job | None] = []
+
+    def racing(cur: object, app: str | None = None) -> dict[str, str]:
+        found = real(cur, app)
+        if app is None and not raced:  # this claim's first look at the quotas
+            raced.append(None)
+            raced[0] = jobs.claim(other, grp + "-b", grp, budget=100.0, lease=60)
+        return found
+
+    monkeypatch.setattr(jobs, "blocked_apps", racing)
+    try:
+        mine = jobs.claim(conn, grp + "-a", grp, budget=100.0, lease=60)
+    finally:
+        other.close()
+    assert raced[0] is not None and raced[0].kind == "big0"  # the other node took the slot
+    assert mine is None  # and this one waits: the app runs one job
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) AS n FROM media_jobs WHERE grp = %s AND state = 'running'", (grp,))
+        row = cur.fetchone()
+    conn.commit()
+    assert row is not None and row["n"] == 1
+
+
 def test_the_admin_view_retries_and_cancels(
     cluster: DevCluster, conn: Connection, grp: str, admin_env: dict[str, str]
 ) -> None:
